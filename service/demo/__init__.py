@@ -1,0 +1,1 @@
+"""The embedded demo: a synthetic credit-risk model, published, served and replayed."""

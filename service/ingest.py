@@ -1,0 +1,254 @@
+"""Ingest: validate each record, log it with sealed inputs, and explain the sampled ones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from explainers.errors import ExplainerError
+from service.errors import FieldError, ModelUnknown, RecordInvalid, VersionUnknown
+from service.model_loader import ReadyModel
+from service.runtime import Runtime
+from service.trace_builder import TraceRequest, build_traces, iso_ms
+from service.validation import Envelope, check_features, parse_envelope
+from storage.errors import StoreUnavailable
+from storage.records import StoredRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """The per-record answer of an ingest call."""
+
+    request_id: str | None
+    accepted: bool
+    sampled: bool = False
+    reason: str | None = None
+    duplicate: bool = False
+    errors: list[FieldError] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        """Render the per-record answer of the API."""
+        body: dict[str, object] = {
+            "request_id": self.request_id,
+            "status": "accepted" if self.accepted else "rejected",
+            "sampled": self.sampled,
+            "reason": self.reason,
+            "trace_url": f"/v1/traces/{self.request_id}" if self.sampled else None,
+        }
+        if self.duplicate:
+            body["duplicate"] = True
+        if self.errors:
+            body["errors"] = [{"field": e.field, "message": e.message} for e in self.errors]
+        return body
+
+
+@dataclass(slots=True)
+class _Accepted:
+    index: int
+    envelope: Envelope
+    ready: ReadyModel
+    sampled: bool
+    reason: str | None
+    policy: str
+
+
+def now_ms() -> int:
+    """Current wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Per-record outcomes in input order, and the trace bodies written by this call."""
+
+    outcomes: list[RecordOutcome]
+    traces: dict[str, bytes]
+
+
+async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
+                 traceparent: str | None, force_explain: bool = False) -> IngestResult:
+    """Log records and explain the sampled ones; a single invalid record raises.
+
+    With `batch`, each record is judged on its own and rejected ones carry field errors
+    (paths `records[i]...`). Accepted records of a batch are stored even when others
+    are rejected; nothing is half-written within a record.
+    """
+    received = now_ms()
+    outcomes: list[RecordOutcome | None] = [None] * len(raws)
+    accepted: list[_Accepted] = []
+    for index, raw in enumerate(raws):
+        path = f"records[{index}]" if batch else ""
+        result = await _validate(runtime, raw, path=path, received_ms=received,
+                                 traceparent=traceparent, batch=batch)
+        if isinstance(result, list):
+            rid = raw.get("request_id") if isinstance(raw, dict) else None
+            outcomes[index] = RecordOutcome(rid if isinstance(rid, str) else None, False,
+                                            errors=result)
+            continue
+        envelope, ready = result
+        decision = runtime.policy.decide(envelope.request_id, envelope.prediction,
+                                         envelope.context)
+        accepted.append(_Accepted(index, envelope, ready, decision.sampled, decision.reason,
+                                  decision.policy))
+    rejected = sum(1 for o in outcomes if o is not None)
+    if rejected and not batch:
+        first = outcomes[0]
+        assert first is not None
+        raise RecordInvalid(first.errors)
+    traces: dict[str, bytes] = {}
+    if accepted:
+        traces = await _store_and_explain(runtime, accepted, outcomes, received, force_explain)
+    _count(runtime, accepted, outcomes)
+    return IngestResult([o for o in outcomes if o is not None], traces)
+
+
+async def _validate(runtime: Runtime, raw: object, *, path: str, received_ms: int,
+                    traceparent: str | None,
+                    batch: bool) -> tuple[Envelope, ReadyModel] | list[FieldError]:
+    limits = runtime.settings.limits
+    envelope = parse_envelope(raw, path=path, received_ms=received_ms,
+                              max_string=limits.string_chars, traceparent=traceparent)
+    if isinstance(envelope, list):
+        return envelope
+    try:
+        ready = await runtime.loader.get(envelope.model, envelope.version)
+    except (ModelUnknown, VersionUnknown) as exc:
+        if not batch:
+            raise
+        where = "model" if isinstance(exc, ModelUnknown) else "version"
+        return [FieldError(f"{path}.{where}", str(exc))]
+    errors = check_features(envelope.features, ready.rules, path=path, model_label=ready.label,
+                            max_string=limits.string_chars)
+    return errors or (envelope, ready)
+
+
+def _stored_record(runtime: Runtime, item: _Accepted, received_ms: int) -> StoredRecord:
+    envelope = item.envelope
+    body = {
+        "request_id": envelope.request_id, "model": item.ready.manifest.name,
+        "version": item.ready.manifest.version, "requested_version": envelope.version,
+        "timestamp": iso_ms(envelope.event_ms), "received_at": iso_ms(received_ms),
+        "prediction": envelope.prediction, "action": envelope.action,
+        "context": envelope.context, "sampled": item.sampled, "reason": item.reason,
+        "policy": item.policy,
+    }
+    sealed = runtime.sealer.seal(orjson.dumps(envelope.features),
+                                 request_id=envelope.request_id)
+    return StoredRecord(
+        request_id=envelope.request_id, model=item.ready.manifest.name,
+        version=item.ready.manifest.version, event_ms=envelope.event_ms,
+        received_ms=received_ms, sampled=item.sampled, reason=item.reason,
+        body=orjson.dumps(body), sealed_inputs=sealed,
+    )
+
+
+async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
+                             outcomes: list[RecordOutcome | None], received_ms: int,
+                             force_explain: bool) -> dict[str, bytes]:
+    stored = [_stored_record(runtime, item, received_ms) for item in accepted]
+    try:
+        existing = await runtime.records.add_records(stored)
+    except StoreUnavailable:
+        runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
+        raise
+    to_explain: list[_Accepted] = []
+    for item, earlier in zip(accepted, existing, strict=True):
+        rid = item.envelope.request_id
+        if earlier is None:
+            outcomes[item.index] = RecordOutcome(rid, True, item.sampled, item.reason)
+            if item.sampled or force_explain:
+                to_explain.append(item)
+            continue
+        # The first decision stands; a sampled duplicate whose trace was lost (store
+        # failure between the two writes) is explained again so retries heal it.
+        outcomes[item.index] = RecordOutcome(rid, True, earlier.sampled, earlier.reason,
+                                             duplicate=True)
+        if (earlier.sampled or force_explain) and await runtime.traces.get_trace(rid) is None:
+            replay = await replay_envelope(runtime, earlier)
+            to_explain.append(_Accepted(item.index, replay, item.ready, earlier.sampled,
+                                        earlier.reason, item.policy))
+    if not to_explain:
+        return {}
+    return await explain_and_store(runtime, to_explain_requests(to_explain, received_ms),
+                                   strict=force_explain)
+
+
+def to_explain_requests(items: list[_Accepted],
+                        received_ms: int) -> list[tuple[ReadyModel, TraceRequest]]:
+    """Pair each record to explain with its model and reason."""
+    return [
+        (item.ready, TraceRequest(item.envelope, item.reason or "on_demand", item.policy,
+                                  received_ms))
+        for item in items
+    ]
+
+
+async def explain_and_store(runtime: Runtime, requests: list[tuple[ReadyModel, TraceRequest]],
+                            *, strict: bool) -> dict[str, bytes]:
+    """Explain grouped by model version (one batch call each) and store the traces.
+
+    With `strict`, an explainer failure propagates (an explicit explain call); otherwise
+    it is logged and counted, and the record stays logged for a later on-demand explain.
+    """
+    groups: dict[tuple[str, str], list[TraceRequest]] = defaultdict(list)
+    models: dict[tuple[str, str], ReadyModel] = {}
+    for ready, request in requests:
+        key = (ready.manifest.name, ready.manifest.version)
+        groups[key].append(request)
+        models[key] = ready
+    traces = []
+    for key, group in groups.items():
+        ready = models[key]
+        started = time.perf_counter()
+        try:
+            built = await asyncio.to_thread(build_traces, ready, group, runtime.trace_options)
+        except ExplainerError:
+            runtime.metrics.explain_failures.labels(key[0]).inc(len(group))
+            if strict:
+                raise
+            logger.exception("explaining %d records of %s failed", len(group), ready.label)
+            continue
+        method = ready.explainer.method
+        runtime.metrics.explain_seconds.labels(method).observe(time.perf_counter() - started)
+        runtime.metrics.explanations.labels(method).inc(len(group))
+        traces.extend(built)
+    if traces:
+        try:
+            await runtime.traces.put_traces(traces)
+        except StoreUnavailable:
+            runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
+            raise
+    return {t.request_id: t.body for t in traces}
+
+
+async def replay_envelope(runtime: Runtime, record: StoredRecord) -> Envelope:
+    """Rebuild a logged record's envelope from its log entry and sealed inputs."""
+    body = orjson.loads(record.body)
+    features = orjson.loads(runtime.sealer.open(record.sealed_inputs,
+                                                request_id=record.request_id))
+    return Envelope(
+        request_id=record.request_id, model=record.model, version=record.version,
+        features=features, prediction=body.get("prediction", {}),
+        timestamp=body.get("timestamp"), event_ms=record.event_ms,
+        action=body.get("action"), context=body.get("context", {}),
+    )
+
+
+def _count(runtime: Runtime, accepted: list[_Accepted],
+           outcomes: list[RecordOutcome | None]) -> None:
+    metrics = runtime.metrics
+    for item in accepted:
+        model = item.ready.manifest.name
+        metrics.sampling.labels(model, item.reason or "not_sampled").inc()
+        metrics.records.labels(model, "accepted").inc()
+    rejected = sum(1 for o in outcomes if o is not None and not o.accepted)
+    if rejected:
+        metrics.records.labels("_", "rejected").inc(rejected)

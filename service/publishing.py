@@ -1,0 +1,203 @@
+"""`whylens publish` / `promote`: build a manifest from a model file and its training data."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from explainers.drift_stats import profile_categorical, profile_numeric
+from explainers.encoding import encode_frame
+from explainers.lightgbm_model import infer_lightgbm_schema
+from explainers.registry import build_explainable
+from explainers.sklearn_schema import infer_sklearn_schema
+from explainers.types import FeatureKind, ModelSchema, Task
+from service.errors import FieldError, RecordInvalid
+from service.settings import Settings
+from storage.artifact_factory import open_artifact_store
+from storage.catalog import ModelCatalog
+from storage.formats import parse_lightgbm, parse_skops, serialize_background
+from storage.manifest import (
+    Baseline,
+    CategoricalBaseline,
+    FeatureManifest,
+    NumericBaseline,
+    ScoreBaseline,
+)
+
+BACKGROUND_ROWS = 200
+SCORE_SAMPLE_ROWS = 20000
+_OVERRIDABLE = {"type", "mask", "immutable", "min", "max", "categories", "nullable",
+                "direction", "cost"}
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    """Arguments of `whylens publish`."""
+
+    name: str
+    version: str
+    model_path: Path
+    train_path: Path
+    label: str | None = None
+    features_path: Path | None = None
+    signing_key_path: Path | None = None
+    owner: str = "unknown"
+    criticality: str = "medium"
+    rollback_to: str | None = None
+    bins: int = 10
+
+
+def read_training_data(path: Path) -> pd.DataFrame:
+    """Read CSV or Parquet training data."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    raise RecordInvalid([FieldError("--train", "expected a .csv or .parquet file")])
+
+
+def read_feature_overrides(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Read FEATURES.yaml: `features:` then a list of entries with manifest fields."""
+    if path is None:
+        return {}
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    entries = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise RecordInvalid([FieldError("--features", "expected `features:` and a list")])
+    overrides: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise RecordInvalid([FieldError(f"features[{index}]", "needs a name")])
+        unknown = set(entry) - _OVERRIDABLE - {"name"}
+        if unknown:
+            raise RecordInvalid([FieldError(f"features[{index}].{sorted(unknown)[0]}",
+                                            "not a manifest feature field")])
+        overrides[entry["name"]] = {k: v for k, v in entry.items() if k != "name"}
+    return overrides
+
+
+def load_model_file(path: Path) -> tuple[str, object, bytes, str]:
+    """Return (flavor, model object, file bytes, stored file name) of a model file."""
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return "lightgbm", parse_lightgbm(data, key=str(path)), data, "model.txt"
+    if suffix == ".skops":
+        return "sklearn", parse_skops(data, key=str(path)), data, "model.skops"
+    raise RecordInvalid([FieldError("--model", "expected a LightGBM .txt or a .skops file "
+                                               "(pickle and joblib are never loaded)")])
+
+
+def _features(schema: ModelSchema, frame: pd.DataFrame, flavor: str,
+              overrides: dict[str, dict[str, Any]]) -> list[FeatureManifest]:
+    unknown = set(overrides) - set(schema.feature_names)
+    if unknown:
+        raise RecordInvalid([FieldError(f"features.{sorted(unknown)[0]}",
+                                        "not an input of the model")])
+    features = []
+    for spec in schema.features:
+        column = frame[spec.name]
+        fields: dict[str, Any] = {"name": spec.name, "type": spec.kind.value,
+                                  "nullable": flavor == "lightgbm" or bool(column.isna().any())}
+        if spec.kind is FeatureKind.CATEGORICAL:
+            fields["categories"] = list(spec.categories)
+        else:
+            numeric = pd.to_numeric(column, errors="coerce")
+            fields["min"], fields["max"] = float(numeric.min()), float(numeric.max())
+        fields.update(overrides.get(spec.name, {}))
+        if fields["type"] != spec.kind.value:
+            raise RecordInvalid([FieldError(f"features.{spec.name}.type",
+                                            f"the model treats it as {spec.kind.value}")])
+        features.append(FeatureManifest(**fields))
+    return features
+
+
+def _baseline(schema: ModelSchema, frame: pd.DataFrame, scores: np.ndarray,
+              bins: int) -> Baseline:
+    profiles: dict[str, NumericBaseline | CategoricalBaseline] = {}
+    for spec in schema.features:
+        column = frame[spec.name]
+        if spec.kind is FeatureKind.CATEGORICAL:
+            cat = profile_categorical(column.astype(object).where(column.notna(), None).tolist())
+            profiles[spec.name] = CategoricalBaseline(frequencies=cat.frequencies,
+                                                      other=cat.other,
+                                                      missing_rate=cat.missing_rate)
+        else:
+            num = profile_numeric(pd.to_numeric(column, errors="coerce").to_numpy(float),
+                                  bins=bins)
+            profiles[spec.name] = NumericBaseline(
+                edges=list(num.edges), proportions=list(num.proportions), mean=num.mean,
+                std=num.std, min=num.min, max=num.max, missing_rate=num.missing_rate)
+    if schema.task is Task.REGRESSION:
+        score_profile = profile_numeric(scores, bins=bins)
+        edges, proportions = list(score_profile.edges), list(score_profile.proportions)
+    else:
+        edges = [float(e) for e in np.linspace(0.0, 1.0, bins + 1)]
+        counts = np.histogram(scores, bins=edges)[0].astype(float)
+        proportions = [float(c) for c in counts / max(counts.sum(), 1.0)]
+    return Baseline(rows=len(frame), features=profiles,
+                    score=ScoreBaseline(edges=edges, proportions=proportions))
+
+
+def build_publication(
+    request: PublishRequest,
+) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+    """Compute manifest fields and files (CPU and local file I/O; run it in a thread)."""
+    flavor, model_object, model_bytes, model_file = load_model_file(request.model_path)
+    frame = read_training_data(request.train_path)
+    if request.label and request.label in frame.columns:
+        frame = frame.drop(columns=[request.label])
+    if flavor == "lightgbm":
+        schema = infer_lightgbm_schema(model_object, frame)  # type: ignore[arg-type]
+    else:
+        schema = infer_sklearn_schema(model_object, frame)
+    missing = [n for n in schema.feature_names if n not in frame.columns]
+    if missing:
+        raise RecordInvalid([FieldError("--train", f"training data lacks model input "
+                                                   f"{missing[0]!r}")])
+    frame = frame[list(schema.feature_names)]
+    features = _features(schema, frame, flavor, read_feature_overrides(request.features_path))
+    sample = frame.sample(min(len(frame), SCORE_SAMPLE_ROWS), random_state=0)
+    explainable = build_explainable(flavor, model_object, schema,
+                                    background=encode_frame(sample.head(50), schema))
+    scores = explainable.model.predict(encode_frame(sample, schema)).scores
+    background = frame.sample(min(len(frame), BACKGROUND_ROWS), random_state=1)
+    train_digest = hashlib.sha256(request.train_path.read_bytes()).hexdigest()
+    fields = {
+        "name": request.name, "version": request.version, "flavor": flavor,
+        "task": schema.task.value,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "owner": request.owner, "criticality": request.criticality,
+        "training_data_snapshot": f"{request.train_path.name}@sha256:{train_digest[:16]}",
+        "rollback_to": request.rollback_to, "classes": list(schema.classes),
+        "features": features, "baseline": _baseline(schema, frame, scores, request.bins),
+        "files": {},
+    }
+    files = {"model": (model_file, model_bytes),
+             "background": ("background.parquet", serialize_background(background))}
+    return fields, files
+
+
+async def publish_from_files(settings: Settings, request: PublishRequest) -> Any:
+    """Build and publish a version to the configured artifact store."""
+    fields, files = await asyncio.to_thread(build_publication, request)
+    catalog = ModelCatalog(open_artifact_store(settings.artifacts_uri,
+                                               s3_endpoint_url=settings.s3_endpoint_url))
+    signing_key = request.signing_key_path.read_bytes() if request.signing_key_path else None
+    return await catalog.publish(fields, files, signing_key_pem=signing_key)
+
+
+async def promote(settings: Settings, name: str, version: str, alias: str) -> None:
+    """Point an alias (production, canary, ...) at a published version."""
+    catalog = ModelCatalog(open_artifact_store(settings.artifacts_uri,
+                                               s3_endpoint_url=settings.s3_endpoint_url))
+    await catalog.set_alias(name, alias, version)

@@ -1,0 +1,58 @@
+"""Model versions, aliases and manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from service.deps import ReadCaller, RuntimeDep
+from service.errors import ModelUnknown
+
+router = APIRouter(tags=["read"])
+
+
+@router.get("/v1/models")
+async def list_models(runtime: RuntimeDep, caller: ReadCaller) -> dict[str, Any]:
+    """Every published model with its versions and aliases."""
+    catalog = runtime.loader.catalog
+    models = []
+    for name in await catalog.list_models():
+        models.append({"name": name, "versions": await catalog.list_versions(name),
+                       "aliases": await catalog.aliases(name)})
+    return {"models": models}
+
+
+@router.get("/v1/models/{name}")
+async def get_model(name: str, runtime: RuntimeDep, caller: ReadCaller) -> dict[str, Any]:
+    """One model: its versions (identity fields) and aliases."""
+    catalog = runtime.loader.catalog
+    if name not in await catalog.list_models():
+        raise ModelUnknown(name)
+    versions = []
+    for version in await catalog.list_versions(name):
+        manifest = await catalog.read_manifest(name, version)
+        versions.append({
+            "version": version, "flavor": manifest.flavor, "task": manifest.task,
+            "created_at": manifest.created_at, "owner": manifest.owner,
+            "criticality": manifest.criticality, "rollback_to": manifest.rollback_to,
+            "training_data_snapshot": manifest.training_data_snapshot,
+        })
+    return {"name": name, "versions": versions, "aliases": await catalog.aliases(name)}
+
+
+@router.get("/v1/models/{name}/versions/{version}")
+async def get_version(name: str, version: str, runtime: RuntimeDep,
+                      caller: ReadCaller) -> dict[str, Any]:
+    """The manifest of a version (or alias), and how it is loaded in this replica."""
+    resolved = await runtime.loader.resolve(name, version)
+    ready = await runtime.loader.get(name, resolved)
+    aliases = await runtime.loader.catalog.aliases(name)
+    return {
+        "manifest": ready.manifest.model_dump(mode="json"),
+        "manifest_sha256": ready.manifest_sha256,
+        "aliases": sorted(a for a, v in aliases.items() if v == resolved),
+        "explainer": {"method": ready.explainer.method,
+                      "output_space": ready.explainer.output_space.value,
+                      "load_ms": round(ready.load_ms, 1)},
+    }

@@ -1,0 +1,1 @@
+"""Sampling: which records get explained, and why."""

@@ -1,0 +1,276 @@
+"""Trace store and record log on Redis (the production store, shared by replicas).
+
+Layout in `redis_keys`. Values are single packed strings (`packing`): one SET writes a
+value and its TTL, and `SET NX GET` both claims a request ID and returns the value that
+was already there, atomically, which makes `add_records` idempotent across replicas in
+one round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import redis.asyncio
+from redis.exceptions import RedisError
+
+from storage.cursor import CursorPosition
+from storage.errors import StoreUnavailable
+from storage.records import StoredRecord, StoredTrace, TracePage, TraceQuery
+from storage.traces.packing import (
+    PackingError,
+    pack_record,
+    pack_trace,
+    unpack_record,
+    unpack_trace,
+)
+from storage.traces.query import matches_query, next_cursor, query_start
+from storage.traces.redis_index import Candidate, IndexScanner, IndexWindow, reply_bytes
+from storage.traces.redis_keys import RedisKeys
+
+logger = logging.getLogger(__name__)
+
+BACKEND = "redis"
+# Index members read per round trip when traces must also be filtered on their values
+# (incident sets answer version/reason filters that way).
+FILTERED_CHUNK = 100
+MAX_CHUNK = 1000
+
+
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class RedisTraceStore:
+    """Traces and records in Redis, with per-model hash tags and sorted-set indexes.
+
+    Owns the client: `close()` closes it. The client must return bytes
+    (`decode_responses=False`), since bodies are binary.
+    """
+
+    backend = BACKEND
+
+    def __init__(self, client: redis.asyncio.Redis, *, key_prefix: str = "wl",
+                 trace_ttl_s: int, record_ttl_s: int) -> None:
+        if trace_ttl_s <= 0 or record_ttl_s <= 0:
+            raise ValueError("retention must be positive")
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the Redis client must return bytes (decode_responses=False)")
+        self._client = client
+        self._keys = RedisKeys(key_prefix)
+        self._trace_ttl_s = trace_ttl_s
+        self._record_ttl_s = record_ttl_s
+        # The lookup serves both traces and records, so it lives as long as the longer.
+        self._lookup_ttl_s = max(trace_ttl_s, record_ttl_s)
+        # Index members are trimmed by event time, which can trail the write time: a trace
+        # explained late from a logged record stays searchable for its whole retention.
+        self._index_horizon_ms = (trace_ttl_s + record_ttl_s) * 1000
+
+    async def put_traces(self, traces: Sequence[StoredTrace]) -> None:
+        """Write traces, their lookups and index entries in one pipeline."""
+        if not traces:
+            return
+        members: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        trim_below = f"({_now_ms() - self._index_horizon_ms}"
+        pipe = self._client.pipeline(transaction=False)
+        for trace in traces:
+            lookup = self._keys.lookup(trace.request_id)
+            pipe.set(self._keys.trace(trace.model, trace.request_id), pack_trace(trace),
+                     ex=self._trace_ttl_s)
+            # NX: the first model a request ID was seen with owns it; GT only extends.
+            pipe.set(lookup, trace.model, nx=True, ex=self._lookup_ttl_s)
+            pipe.expire(lookup, self._lookup_ttl_s, gt=True)
+            for index in self._keys.indexes_of(trace):
+                members[index][trace.request_id] = trace.event_ms
+        for index, scores in members.items():
+            pipe.zadd(index, scores)
+            pipe.zremrangebyscore(index, "-inf", trim_below)
+            # Once nothing was added for a whole retention, every member has expired.
+            pipe.expire(index, self._trace_ttl_s)
+        with _redis_errors():
+            await pipe.execute()
+
+    async def get_trace(self, request_id: str) -> StoredTrace | None:
+        """Return the trace, or None when unknown or expired."""
+        with _redis_errors():
+            owner = reply_bytes(await self._client.get(self._keys.lookup(request_id)))
+            if owner is None:
+                return None
+            key = self._keys.trace(owner.decode(), request_id)
+            value = reply_bytes(await self._client.get(key))
+        if value is None:
+            return None
+        try:
+            trace = unpack_trace(value)
+        except PackingError as exc:
+            raise StoreUnavailable(BACKEND, f"unreadable value at {key}: {exc}") from exc
+        return trace if trace.request_id == request_id else None
+
+    async def search_traces(self, query: TraceQuery) -> TracePage:
+        """Return matching traces newest first, from the one index that fits the filters."""
+        position = query_start(query)
+        choice = self._keys.index_for(query)
+        scanner = IndexScanner(self._client, choice.key,
+                               IndexWindow(query.since_ms, query.until_ms))
+        filtered = (query.version is not None and choice.version is None) or (
+            query.reason is not None and choice.reason is None)
+        wanted = query.limit + 1
+        found: list[StoredTrace] = []
+        stale: list[str] = []
+        with _redis_errors():
+            while len(found) < wanted:
+                count = wanted - len(found)
+                count = min(max(count, FILTERED_CHUNK) if filtered else count, MAX_CHUNK)
+                chunk, ended = await scanner.chunk_after(position, count)
+                traces = await self._load_traces(chunk, choice.model)
+                for candidate, trace in zip(chunk, traces, strict=True):
+                    if trace is None or not choice.holds(trace):
+                        stale.append(candidate.request_id)
+                    # A differing event time means a re-put moved it while we read.
+                    elif trace.event_ms == candidate.event_ms and matches_query(trace, query):
+                        found.append(trace)
+                if chunk:
+                    position = CursorPosition(chunk[-1].event_ms, chunk[-1].request_id)
+                if ended:
+                    break
+            if stale:
+                # Expired or re-indexed members: drop them so later searches skip the read.
+                await self._client.zrem(choice.key, *stale)
+        found = found[:wanted]
+        return TracePage(items=found[: query.limit], next_cursor=next_cursor(found, query.limit))
+
+    async def _load_traces(self, chunk: list[Candidate],
+                           model: str | None) -> list[StoredTrace | None]:
+        if not chunk:
+            return []
+        keys: list[str | None]
+        if model is not None:
+            names = [self._keys.trace(model, c.request_id) for c in chunk]
+            # One model's keys share a hash slot, so a single MGET is valid on a cluster.
+            values = [reply_bytes(value) for value in await self._client.mget(names)]
+            keys = list(names)
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for candidate in chunk:
+                pipe.get(self._keys.lookup(candidate.request_id))
+            owners = await pipe.execute()
+            keys = [None if owner is None else self._keys.trace(owner.decode(), c.request_id)
+                    for owner, c in zip(owners, chunk, strict=True)]
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                if key is not None:
+                    pipe.get(key)
+            fetched = iter(await pipe.execute())
+            values = [None if key is None else next(fetched) for key in keys]
+        return [self._decode_trace(value, key) for value, key in zip(values, keys, strict=True)]
+
+    def _decode_trace(self, value: bytes | None, key: str | None) -> StoredTrace | None:
+        if value is None:
+            return None
+        try:
+            return unpack_trace(value)
+        except PackingError:
+            logger.error("dropping unreadable trace value at %s from search", key)
+            return None
+
+    async def add_records(self, records: Sequence[StoredRecord]) -> list[StoredRecord | None]:
+        """Insert records whose request ID is new; return None per insert, else the kept one.
+
+        One round trip: per record, `SET NX GET` on the lookup (who owns the request ID)
+        and on the record key (was it logged already). A second round trip only serves
+        request IDs seen before.
+        """
+        if not records:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for record in records:
+            pipe.set(self._keys.lookup(record.request_id), record.model, nx=True, get=True,
+                     ex=self._lookup_ttl_s)
+            pipe.set(self._keys.record(record.model, record.request_id), pack_record(record),
+                     nx=True, get=True, ex=self._record_ttl_s)
+        with _redis_errors():
+            replies = await pipe.execute()
+        answers: list[StoredRecord | None] = []
+        seen_before: list[tuple[int, str]] = []
+        for index, record in enumerate(records):
+            owner, earlier = replies[2 * index], replies[2 * index + 1]
+            key = self._keys.record(record.model, record.request_id)
+            answers.append(None if earlier is None else self._decode_record(earlier, key))
+            if earlier is None and owner is not None:
+                seen_before.append((index, owner.decode()))
+        if seen_before:
+            await self._settle_seen_before(records, answers, seen_before)
+        return answers
+
+    async def _settle_seen_before(self, records: Sequence[StoredRecord],
+                                  answers: list[StoredRecord | None],
+                                  seen_before: list[tuple[int, str]]) -> None:
+        # The lookup existed but this model had no live record: either its earlier record
+        # expired (the new one stands; keep the lookup alive as long) or the request ID
+        # belongs to another model, whose record is the earlier decision.
+        pipe = self._client.pipeline(transaction=False)
+        for index, owner in seen_before:
+            record = records[index]
+            if owner == record.model:
+                pipe.expire(self._keys.lookup(record.request_id), self._lookup_ttl_s, gt=True)
+            else:
+                pipe.get(self._keys.record(owner, record.request_id))
+        with _redis_errors():
+            replies = await pipe.execute()
+        repair = self._client.pipeline(transaction=False)
+        for (index, owner), reply in zip(seen_before, replies, strict=True):
+            record = records[index]
+            if owner == record.model:
+                continue
+            if reply is not None:
+                answers[index] = self._decode_record(reply, self._keys.record(owner, ""))
+                repair.delete(self._keys.record(record.model, record.request_id))
+            else:
+                # The owner's record is past retention: this record is the decision now.
+                repair.set(self._keys.lookup(record.request_id), record.model,
+                           ex=self._lookup_ttl_s)
+            logger.warning("request ID %s logged for model %s was first seen with model %s",
+                           record.request_id, record.model, owner)
+        if len(repair):
+            with _redis_errors():
+                await repair.execute()
+
+    async def get_record(self, request_id: str) -> StoredRecord | None:
+        """Return the logged record, or None when unknown or past retention."""
+        with _redis_errors():
+            owner = reply_bytes(await self._client.get(self._keys.lookup(request_id)))
+            if owner is None:
+                return None
+            key = self._keys.record(owner.decode(), request_id)
+            value = reply_bytes(await self._client.get(key))
+        if value is None:
+            return None
+        record = self._decode_record(value, key)
+        return record if record.request_id == request_id else None
+
+    def _decode_record(self, value: bytes, key: str) -> StoredRecord:
+        try:
+            return unpack_record(value)
+        except PackingError as exc:
+            raise StoreUnavailable(BACKEND, f"unreadable value at {key}: {exc}") from exc
+
+    async def ping(self) -> None:
+        """Round-trip a PING."""
+        with _redis_errors():
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the client and its connections."""
+        with _redis_errors():
+            await self._client.aclose()

@@ -1,0 +1,249 @@
+"""Embedded trace store and record log in one SQLite file (the default, single-node mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from storage.errors import StoreUnavailable
+from storage.records import StoredRecord, StoredTrace, TracePage, TraceQuery
+from storage.traces import sqlite_schema as schema
+from storage.traces.query import next_cursor, query_start
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BACKEND = "sqlite"
+# Writers from another process (a CLI beside the service) wait this long for the lock.
+BUSY_TIMEOUT_S = 5.0
+# SQLite caps bound parameters per statement; chunk IN lists well below the cap.
+IN_CHUNK = 500
+# Rows deleted per purge transaction, so a big purge never holds the writer for long.
+PURGE_CHUNK = 2000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: the duplicate check in add_records and the
+    # insert that follows it must see the same rows, even with another process writing.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class SqliteTraceStore:
+    """Traces and records in SQLite, used from one dedicated worker thread.
+
+    Every call runs on a single-thread executor that owns the only connection, so writes
+    are serialized without locks in Python and the event loop never blocks on disk.
+    Rows carry an expiry time; reads ignore expired rows and `purge_expired` deletes them.
+    """
+
+    backend = BACKEND
+
+    def __init__(self, path: str, *, trace_ttl_s: int, record_ttl_s: int) -> None:
+        if trace_ttl_s <= 0 or record_ttl_s <= 0:
+            raise ValueError("retention must be positive")
+        self._path = path
+        self._trace_ttl_ms = trace_ttl_s * 1000
+        self._record_ttl_ms = record_ttl_s * 1000
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whylens-sqlite")
+        # Touched only on the worker thread; opened on first use so construction does no I/O.
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def put_traces(self, traces: Sequence[StoredTrace]) -> None:
+        """Insert or replace traces (and their incident links) in one transaction."""
+        if traces:
+            await self._run(functools.partial(self._put_traces, list(traces)))
+
+    async def get_trace(self, request_id: str) -> StoredTrace | None:
+        """Return the live trace, or None when unknown or expired."""
+        return await self._run(functools.partial(self._get_trace, request_id))
+
+    async def search_traces(self, query: TraceQuery) -> TracePage:
+        """Return matching live traces newest first (event time, then request ID)."""
+        start = query_start(query)
+        params: dict[str, Any] = {
+            "model": query.model, "version": query.version, "reason": query.reason,
+            "incident": query.incident, "since_ms": query.since_ms, "until_ms": query.until_ms,
+            "fetch": query.limit + 1,
+            "after_ms": None if start is None else start.event_ms,
+            "after_id": None if start is None else start.request_id,
+        }
+        sql = schema.search_sql(query, resume=start is not None)
+        items = await self._run(functools.partial(self._select_traces, sql, params))
+        return TracePage(items=items[: query.limit], next_cursor=next_cursor(items, query.limit))
+
+    async def add_records(self, records: Sequence[StoredRecord]) -> list[StoredRecord | None]:
+        """Insert new records; return None per inserted one, else the record already kept."""
+        if not records:
+            return []
+        return await self._run(functools.partial(self._add_records, list(records)))
+
+    async def get_record(self, request_id: str) -> StoredRecord | None:
+        """Return the live record, or None when unknown or past retention."""
+        return await self._run(functools.partial(self._get_record, request_id))
+
+    async def purge_expired(self) -> int:
+        """Delete expired traces and records in small transactions; return how many."""
+        now_ms = _now_ms()
+        total = 0
+        for table in ("traces", "records"):
+            while True:
+                deleted = await self._run(functools.partial(self._purge_chunk, table, now_ms))
+                total += deleted
+                if deleted < PURGE_CHUNK:
+                    break
+        return total
+
+    async def ping(self) -> None:
+        """Open the database if needed and run a trivial query."""
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread; later calls fail."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # Queued behind every pending job: they finish before the connection closes.
+            await asyncio.wrap_future(self._executor.submit(self._close_connection))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
+        finally:
+            self._executor.shutdown(wait=False)
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable(BACKEND, "the store is closed")
+        try:
+            future = self._executor.submit(self._call, job)
+        except RuntimeError as exc:
+            # The executor refuses work once close() has shut it down.
+            raise StoreUnavailable(BACKEND, "the store is closed") from exc
+        return await asyncio.wrap_future(future)
+
+    def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._open()
+            return job(self._conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL under WAL loses at most the last commits on power loss, never integrity.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # Deleting a trace must delete its incident links (ON DELETE CASCADE).
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(schema.SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        logger.info("opened SQLite trace store at %s", self._path)
+        return conn
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _put_traces(self, traces: list[StoredTrace], conn: sqlite3.Connection) -> None:
+        expires_ms = _now_ms() + self._trace_ttl_ms
+        # A request ID repeated in one batch: the last trace wins, as with separate puts.
+        latest = {trace.request_id: trace for trace in traces}
+        with _transaction(conn):
+            conn.executemany(schema.UPSERT_TRACE,
+                             [schema.trace_row(t, expires_ms) for t in latest.values()])
+            conn.executemany("DELETE FROM trace_incidents WHERE request_id = ?",
+                             [(rid,) for rid in latest])
+            conn.executemany(
+                "INSERT OR IGNORE INTO trace_incidents (incident_id, request_id) VALUES (?, ?)",
+                [(inc, t.request_id) for t in latest.values() for inc in t.incidents])
+
+    def _get_trace(self, request_id: str, conn: sqlite3.Connection) -> StoredTrace | None:
+        row = conn.execute(
+            f"SELECT {schema.TRACE_COLUMNS} FROM traces AS t"
+            " WHERE t.request_id = ? AND t.expires_ms > ?",
+            (request_id, _now_ms())).fetchone()
+        return None if row is None else schema.trace_from_row(row)
+
+    def _select_traces(self, sql: str, params: dict[str, Any],
+                       conn: sqlite3.Connection) -> list[StoredTrace]:
+        rows = conn.execute(sql, {**params, "now_ms": _now_ms()}).fetchall()
+        return [schema.trace_from_row(row) for row in rows]
+
+    def _add_records(self, records: list[StoredRecord],
+                     conn: sqlite3.Connection) -> list[StoredRecord | None]:
+        now_ms = _now_ms()
+        expires_ms = now_ms + self._record_ttl_ms
+        with _transaction(conn):
+            kept = self._live_records(conn, {r.request_id for r in records}, now_ms)
+            answers: list[StoredRecord | None] = []
+            fresh: list[dict[str, Any]] = []
+            for record in records:
+                earlier = kept.get(record.request_id)
+                answers.append(earlier)
+                if earlier is None:
+                    # A repeat later in this batch is a duplicate of this one.
+                    kept[record.request_id] = record
+                    fresh.append(schema.record_params(record, expires_ms=expires_ms,
+                                                      now_ms=now_ms))
+            conn.executemany(schema.INSERT_RECORD, fresh)
+        return answers
+
+    def _live_records(self, conn: sqlite3.Connection, request_ids: set[str],
+                      now_ms: int) -> dict[str, StoredRecord]:
+        ids = sorted(request_ids)
+        found: dict[str, StoredRecord] = {}
+        for offset in range(0, len(ids), IN_CHUNK):
+            chunk = ids[offset: offset + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {schema.RECORD_COLUMNS} FROM records"
+                f" WHERE request_id IN ({marks}) AND expires_ms > ?", (*chunk, now_ms))
+            for row in rows:
+                record = schema.record_from_row(row)
+                found[record.request_id] = record
+        return found
+
+    def _get_record(self, request_id: str, conn: sqlite3.Connection) -> StoredRecord | None:
+        row = conn.execute(
+            f"SELECT {schema.RECORD_COLUMNS} FROM records"
+            " WHERE request_id = ? AND expires_ms > ?", (request_id, _now_ms())).fetchone()
+        return None if row is None else schema.record_from_row(row)
+
+    def _purge_chunk(self, table: str, now_ms: int, conn: sqlite3.Connection) -> int:
+        if table not in ("traces", "records"):
+            raise ValueError(f"unknown table {table}")
+        with _transaction(conn):
+            cursor = conn.execute(
+                f"DELETE FROM {table} WHERE rowid IN"
+                f" (SELECT rowid FROM {table} WHERE expires_ms <= ? LIMIT ?)",
+                (now_ms, PURGE_CHUNK))
+        return cursor.rowcount
