@@ -1,7 +1,6 @@
 """Errors raised by the explainers package."""
 
 # House style names errors as nouns (UnsupportedModel, SchemaMismatch), not ...Error.
-# ruff: noqa: N818
 
 from __future__ import annotations
 
@@ -76,3 +75,16 @@ class AdditivityViolation(ExplainerError):
         super().__init__(f"{method}: base value + attributions misses the output by {max_error:g}")
         self.method = method
         self.max_error = max_error
+
+
+class ScoringFailure(ExplainerError):
+    """The model raised while scoring rows; only the exception type is kept.
+
+    Third-party messages can echo raw feature values (e.g. an encoder's unknown
+    category), and those may be masked values that must never reach logs.
+    """
+
+    def __init__(self, model_type: str, error_type: str) -> None:
+        super().__init__(f"{model_type} failed to score the rows ({error_type})")
+        self.model_type = model_type
+        self.error_type = error_type

@@ -10,7 +10,12 @@ import pandas as pd
 
 from explainers.encoding import category_index_table, category_lookup, checked_matrix
 from explainers.errors import SchemaMismatch, UnsupportedModel
-from explainers.outputs import classification_predictions, regression_predictions
+from explainers.lightgbm_header import LightGBMHeader, read_header
+from explainers.outputs import (
+    classification_predictions,
+    regression_predictions,
+    scoring_errors,
+)
 from explainers.schema_inference import as_category, frame_categories
 from explainers.types import (
     CategoryValue,
@@ -22,62 +27,6 @@ from explainers.types import (
     Predictions,
     Task,
 )
-
-# Objective → (task, output space of the raw score). Objectives not listed (ranking,
-# custom, cross_entropy_lambda) have no task of ours or no known link.
-_OBJECTIVES: dict[str, tuple[Task, OutputSpace]] = {
-    "binary": (Task.BINARY, OutputSpace.LOG_ODDS),
-    "cross_entropy": (Task.BINARY, OutputSpace.LOG_ODDS),
-    "multiclass": (Task.MULTICLASS, OutputSpace.MARGIN),
-    "multiclassova": (Task.MULTICLASS, OutputSpace.MARGIN),
-    "regression": (Task.REGRESSION, OutputSpace.VALUE),
-    "regression_l1": (Task.REGRESSION, OutputSpace.VALUE),
-    "huber": (Task.REGRESSION, OutputSpace.VALUE),
-    "fair": (Task.REGRESSION, OutputSpace.VALUE),
-    "quantile": (Task.REGRESSION, OutputSpace.VALUE),
-    "mape": (Task.REGRESSION, OutputSpace.VALUE),
-    # log link: the raw score is log(prediction)
-    "poisson": (Task.REGRESSION, OutputSpace.MARGIN),
-    "gamma": (Task.REGRESSION, OutputSpace.MARGIN),
-    "tweedie": (Task.REGRESSION, OutputSpace.MARGIN),
-}
-
-
-def lightgbm_objective(booster: lightgbm.Booster) -> tuple[Task, OutputSpace]:
-    """Return the task and raw-score output space of a booster's objective."""
-    objective = str(booster.params.get("objective") or _header_value(booster, "objective"))
-    name = objective.split(maxsplit=1)[0] if objective.strip() else "none"
-    if name not in _OBJECTIVES:
-        raise UnsupportedModel("lightgbm.Booster", f"objective {name!r}")
-    return _OBJECTIVES[name]
-
-
-def _header_value(booster: lightgbm.Booster, key: str) -> str:
-    # Boosters built in this process without params still carry the model text header;
-    # one iteration of it is enough and cheap.
-    for line in booster.model_to_string(num_iteration=1).splitlines():
-        if line.startswith(f"{key}="):
-            return line.split("=", 1)[1]
-    return ""
-
-
-def lightgbm_categorical_features(booster: lightgbm.Booster) -> tuple[int, ...]:
-    """Return the column indices LightGBM treats as categorical."""
-    raw = booster.params.get("categorical_feature", [])
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
-    names = booster.feature_name()
-    indices: list[int] = []
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        if text.startswith("name:"):
-            indices.extend(names.index(n) for n in text[5:].split(",") if n in names)
-        elif text.lstrip("-").isdigit():
-            indices.append(int(text))
-        elif text in names:
-            indices.append(names.index(text))
-    return tuple(sorted(set(indices)))
 
 
 def _pandas_categories(booster: lightgbm.Booster, categorical: tuple[int, ...], *,
@@ -114,22 +63,27 @@ def _contains(values: list[object], categories: Sequence[CategoryValue]) -> bool
     return bool(categories) and all(c in lookup for c in categories)
 
 
+# What LightGBM raises for rows it cannot score.
+SCORING_ERRORS: tuple[type[Exception], ...] = (lightgbm.basic.LightGBMError, ValueError,
+                                               TypeError)
+
+
 class LightGBMModel:
     """A LightGBM booster scoring our encoded rows; categories are mapped to its codes."""
 
     def __init__(self, booster: lightgbm.Booster, schema: ModelSchema) -> None:
         self.booster = booster
         self.schema = schema
-        task, self.output_space = lightgbm_objective(booster)
+        self.header = read_header(booster)
+        self.output_space: OutputSpace = self.header.output_space
         _check_names(booster.feature_name(), schema)
-        if task is not schema.task:
-            raise SchemaMismatch(f"the booster's objective is {task}, the schema says "
-                                 f"{schema.task}")
-        n_classes = int(booster.params.get("num_class", 1) or 1)
-        if task is Task.MULTICLASS and len(schema.classes) != n_classes:
-            raise SchemaMismatch(f"{n_classes} classes in the booster, "
+        if self.header.task is not schema.task:
+            raise SchemaMismatch(f"the booster's objective is {self.header.task}, the schema "
+                                 f"says {schema.task}")
+        if schema.task is Task.MULTICLASS and len(schema.classes) != self.header.num_class:
+            raise SchemaMismatch(f"{self.header.num_class} classes in the booster, "
                                  f"{len(schema.classes)} in the schema")
-        self._code_tables = _code_tables(booster, schema)
+        self._code_tables = _code_tables(booster, self.header.categorical, schema)
 
     def numeric_input(self, X: FloatMatrix) -> FloatMatrix:
         """Map our encoding to the booster's input (category index → LightGBM code)."""
@@ -143,12 +97,16 @@ class LightGBMModel:
 
     def output(self, X: FloatMatrix) -> FloatMatrix:
         """Return the raw score: log-odds, softmax logits, or the regression margin/value."""
-        raw = self.booster.predict(self.numeric_input(X), raw_score=True)
+        inputs = self.numeric_input(X)
+        with scoring_errors("lightgbm.Booster", SCORING_ERRORS):
+            raw = self.booster.predict(inputs, raw_score=True)
         return np.asarray(raw, dtype=np.float64).reshape(len(X), self.schema.n_outputs)
 
     def predict(self, X: FloatMatrix) -> Predictions:
         """Return probabilities (classification) or predicted values (regression)."""
-        predicted = np.asarray(self.booster.predict(self.numeric_input(X)), dtype=np.float64)
+        inputs = self.numeric_input(X)
+        with scoring_errors("lightgbm.Booster", SCORING_ERRORS):
+            predicted = np.asarray(self.booster.predict(inputs), dtype=np.float64)
         if self.schema.task is Task.REGRESSION:
             return regression_predictions(predicted)
         if self.schema.task is Task.BINARY:
@@ -167,9 +125,8 @@ def _check_names(names: Sequence[str], schema: ModelSchema) -> None:
                                  f"{spec.name!r} in the schema")
 
 
-def _code_tables(booster: lightgbm.Booster,
+def _code_tables(booster: lightgbm.Booster, categorical: tuple[int, ...],
                  schema: ModelSchema) -> tuple[tuple[int, np.ndarray], ...]:
-    categorical = lightgbm_categorical_features(booster)
     pandas_lists = _pandas_categories(booster, categorical, schema=schema)
     tables = []
     for j, spec in enumerate(schema.features):
@@ -204,9 +161,10 @@ def infer_lightgbm_schema(booster: lightgbm.Booster, frame: pd.DataFrame | None 
     frame's distinct values, else from the codes LightGBM saw in training. The model
     decides which features are categorical.
     """
-    task, _ = lightgbm_objective(booster)
+    header = read_header(booster)
+    task = header.task
     names = booster.feature_name()
-    categorical = lightgbm_categorical_features(booster)
+    categorical = header.categorical
     pandas_columns = None
     if frame is not None:
         pandas_columns = [j for j, name in enumerate(names) if name in frame.columns
@@ -226,14 +184,13 @@ def infer_lightgbm_schema(booster: lightgbm.Booster, frame: pd.DataFrame | None 
             seen = infos.get(name, {}).get("values", [])
             categories = tuple(sorted(int(v) for v in seen if int(v) >= 0))
         specs.append(FeatureSpec(name, FeatureKind.CATEGORICAL, categories))
-    return ModelSchema(tuple(specs), task, _classes(booster, task, classes))
+    return ModelSchema(tuple(specs), task, _classes(header, classes))
 
 
-def _classes(booster: lightgbm.Booster, task: Task,
+def _classes(header: LightGBMHeader,
              classes: Sequence[CategoryValue] | None) -> tuple[CategoryValue, ...]:
-    if task is Task.REGRESSION:
+    if header.task is Task.REGRESSION:
         return ()
     if classes is not None:
         return tuple(classes)
-    n_classes = int(booster.params.get("num_class", 1) or 1)
-    return (0, 1) if task is Task.BINARY else tuple(range(n_classes))
+    return (0, 1) if header.task is Task.BINARY else tuple(range(header.num_class))

@@ -27,9 +27,8 @@ from explainers.errors import (
     UnsupportedModel,
 )
 from explainers.outputs import (
-    check_additivity,
+    assemble_explanation,
     empty_explanation,
-    explained_outputs,
     resolve_classes,
 )
 from explainers.sklearn_model import SklearnModel, is_log_odds_classifier
@@ -73,6 +72,11 @@ class LinearExplainer:
         )
         if coef.shape != (schema.n_outputs, len(schema.features)):
             raise UnsupportedModel(name, f"coefficients of shape {coef.shape}")
+        if model.schema_positions is not None:
+            # coef_ follows the estimator's column order; our rows follow the schema's
+            reordered = np.empty_like(coef)
+            reordered[:, model.schema_positions] = coef
+            coef = reordered
         expected_space = linear_output_space(estimator, schema.task)
         if model.output_space is not expected_space:
             raise SchemaMismatch(f"linear SHAP explains {expected_space}, the model scores "
@@ -95,17 +99,16 @@ class LinearExplainer:
         schema = self._model.schema
         X = checked_matrix(X, schema)
         if len(X) == 0:
-            return empty_explanation(self.method, self.output_space, schema)
+            return empty_explanation(schema, method=self.method, output_space=self.output_space)
         inputs = self._model.numeric_input(X)
         missing = np.isnan(inputs).any(axis=0)
         if missing.any():
             raise MissingValueUnsupported(tuple(np.asarray(schema.feature_names)[missing]))
         outputs = self._model.output(X)
-        classes = resolve_classes(outputs, schema, class_indices)
+        classes = resolve_classes(outputs, schema, class_indices=class_indices)
         chosen = np.zeros(len(X), dtype=np.int64) if classes is None else classes
         values = self._coef[chosen] * (inputs - self._mean)
         base = self._base[chosen]
-        explained = explained_outputs(outputs, classes)
-        check_additivity(self.method, base, values, explained)
-        return Explanation(self.method, self.output_space, schema.feature_names, base, values,
-                           explained, classes, (time.perf_counter() - started) * 1000)
+        return assemble_explanation(schema, outputs, classes, method=self.method,
+                                    output_space=self.output_space, base_values=base,
+                                    values=values, started=started)

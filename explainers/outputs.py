@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
-from explainers.errors import AdditivityViolation, InvalidClassIndex
+from explainers.errors import AdditivityViolation, InvalidClassIndex, ScoringFailure
 from explainers.types import (
     Explanation,
     FloatMatrix,
@@ -47,7 +51,7 @@ def classification_predictions(probabilities: FloatMatrix, task: Task) -> Predic
     return multiclass_predictions(probabilities)
 
 
-def resolve_classes(outputs: FloatMatrix, schema: ModelSchema,
+def resolve_classes(outputs: FloatMatrix, schema: ModelSchema, *,
                     class_indices: IntVector | None) -> IntVector | None:
     """Return the class to explain per row: the given ones, else the top output.
 
@@ -79,25 +83,55 @@ def explained_outputs(outputs: FloatMatrix, classes: IntVector | None) -> FloatV
     return outputs[np.arange(len(classes)), classes]
 
 
-def check_additivity(method: str, base_values: FloatVector, values: FloatMatrix,
-                     outputs: FloatVector) -> None:
+def check_additivity(explanation: Explanation) -> None:
     """Raise AdditivityViolation when base + sum(values) misses the output.
 
     A miss means a flattening or encoding bug (e.g. a float32 cast missed), and a wrong
     explanation must never reach a trace.
     """
+    outputs = explanation.outputs
     if outputs.size == 0:
         return
-    error = np.abs(base_values + values.sum(axis=1) - outputs)
+    total = explanation.base_values + explanation.values.sum(axis=1)
+    error = np.abs(total - outputs)
     bound = ADDITIVITY_RTOL * np.maximum(np.abs(outputs), 1.0)
     if not np.all(error <= bound):
-        raise AdditivityViolation(method, float(np.nanmax(np.where(np.isnan(error), np.inf,
-                                                                    error))))
+        worst = float(np.max(np.where(np.isnan(error), np.inf, error)))
+        raise AdditivityViolation(explanation.method, worst)
 
 
-def empty_explanation(method: str, output_space: OutputSpace,
-                      schema: ModelSchema) -> Explanation:
+def assemble_explanation(schema: ModelSchema, outputs: FloatMatrix, classes: IntVector | None,
+                         *, method: str, output_space: OutputSpace, base_values: FloatVector,
+                         values: FloatMatrix, started: float) -> Explanation:
+    """Build a batch explanation of the chosen outputs and check that it adds up.
+
+    `started` is the `time.perf_counter()` reading taken when the explanation began.
+    """
+    explanation = Explanation(
+        method, output_space, schema.feature_names,
+        np.ascontiguousarray(base_values, dtype=np.float64),
+        np.ascontiguousarray(values, dtype=np.float64),
+        explained_outputs(outputs, classes), classes,
+        (time.perf_counter() - started) * 1000,
+    )
+    check_additivity(explanation)
+    return explanation
+
+
+def empty_explanation(schema: ModelSchema, *, method: str,
+                      output_space: OutputSpace) -> Explanation:
     """Return the explanation of zero rows (explainers need no model call for it)."""
     classes = np.zeros(0, dtype=np.int64) if schema.task is Task.MULTICLASS else None
     return Explanation(method, output_space, schema.feature_names, np.zeros(0),
                        np.zeros((0, len(schema.features))), np.zeros(0), classes, 0.0)
+
+
+@contextmanager
+def scoring_errors(model_type: str,
+                   errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Turn a model library's scoring errors into ScoringFailure, without their message."""
+    try:
+        yield
+    except errors as exc:
+        # `from None`: the chained message could carry raw (masked) feature values
+        raise ScoringFailure(model_type, type(exc).__name__) from None

@@ -17,9 +17,8 @@ import numpy as np
 from explainers.encoding import checked_matrix
 from explainers.errors import EmptyBackground
 from explainers.outputs import (
-    check_additivity,
+    assemble_explanation,
     empty_explanation,
-    explained_outputs,
     resolve_classes,
 )
 from explainers.protocols import ScoringModel
@@ -85,9 +84,9 @@ class PermutationExplainer:
         schema = self._model.schema
         X = checked_matrix(X, schema)
         if len(X) == 0:
-            return empty_explanation(self.method, self.output_space, schema)
+            return empty_explanation(schema, method=self.method, output_space=self.output_space)
         outputs = self._model.output(X)
-        classes = resolve_classes(outputs, schema, class_indices)
+        classes = resolve_classes(outputs, schema, class_indices=class_indices)
         values = np.empty((len(X), len(schema.features), schema.n_outputs))
         per_row = max(1, len(self._coalitions) * len(self._background))
         chunk = max(1, self._max_rows_per_call // per_row)
@@ -99,12 +98,11 @@ class PermutationExplainer:
             else:
                 values[rows] = self._sampled_shapley(coalition_values, outputs[rows])
         chosen = np.zeros(len(X), dtype=np.int64) if classes is None else classes
-        picked = np.ascontiguousarray(values[np.arange(len(X)), :, chosen])
+        picked = values[np.arange(len(X)), :, chosen]
         base = self._base[chosen]
-        explained = explained_outputs(outputs, classes)
-        check_additivity(self.method, base, picked, explained)
-        return Explanation(self.method, self.output_space, schema.feature_names, base, picked,
-                           explained, classes, (time.perf_counter() - started) * 1000)
+        return assemble_explanation(schema, outputs, classes, method=self.method,
+                                    output_space=self.output_space, base_values=base,
+                                    values=picked, started=started)
 
     def _coalition_values(self, X: FloatMatrix) -> np.ndarray:
         """Mean output over the background for each row and coalition: (n, K, C)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 
 import lightgbm
 
@@ -32,10 +33,16 @@ class Explainable:
     explainer: Explainer
 
 
-Builder = Callable[[object, ModelSchema, FloatMatrix, int], Explainable]
+class Builder(Protocol):
+    """Builds the explainable model of one flavor."""
+
+    def __call__(self, model_object: object, schema: ModelSchema, *, background: FloatMatrix,
+                 seed: int) -> Explainable:
+        """Wrap the model object and choose its explainer."""
+        ...
 
 
-def build_lightgbm(model_object: object, schema: ModelSchema, background: FloatMatrix,
+def build_lightgbm(model_object: object, schema: ModelSchema, *, background: FloatMatrix,
                    seed: int) -> Explainable:
     """LightGBM booster (or its scikit-learn wrapper) → native TreeSHAP."""
     booster = getattr(model_object, "booster_", model_object)
@@ -49,13 +56,15 @@ def build_lightgbm(model_object: object, schema: ModelSchema, background: FloatM
         return Explainable(model, PermutationExplainer(model, background, seed=seed))
 
 
-def build_sklearn(model_object: object, schema: ModelSchema, background: FloatMatrix,
+def build_sklearn(model_object: object, schema: ModelSchema, *, background: FloatMatrix,
                   seed: int) -> Explainable:
     """Tree models → our TreeSHAP kernel; linear models → linear SHAP; else permutation."""
     if is_sklearn_tree_model(model_object):
         try:
             ensemble = flatten_sklearn_trees(model_object)
             model = SklearnModel(model_object, schema, output_space=ensemble.output_space)
+            if model.schema_positions is not None:
+                ensemble = ensemble.with_feature_positions(model.schema_positions)
             return Explainable(model, TreeEnsembleExplainer(ensemble, model, probe=background))
         except UnsupportedModel as exc:
             logger.info("falling back to permutation SHAP: %s", exc)
@@ -84,7 +93,8 @@ def build_explainable(flavor: str, model_object: object, schema: ModelSchema, *,
     builder = BUILDERS.get(flavor)
     if builder is None:
         raise UnsupportedModel(flavor, f"unknown flavor (known: {', '.join(sorted(BUILDERS))})")
-    return builder(model_object, schema, checked_matrix(background, schema), seed)
+    return builder(model_object, schema, background=checked_matrix(background, schema),
+                   seed=seed)
 
 
 def warm_up() -> None:

@@ -12,9 +12,20 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, SGDClassifier
 from sklearn.utils.validation import check_is_fitted
 
-from explainers.encoding import category_index_table, category_values, checked_matrix, decode_frame
+from explainers.encoding import (
+    category_index_table,
+    category_lookup,
+    category_values,
+    checked_matrix,
+    decode_frame,
+)
 from explainers.errors import SchemaMismatch, UnsupportedModel
-from explainers.outputs import classification_predictions, regression_predictions
+from explainers.outputs import (
+    classification_predictions,
+    regression_predictions,
+    scoring_errors,
+)
+from explainers.schema_inference import python_value
 from explainers.types import (
     FeatureKind,
     FloatMatrix,
@@ -23,6 +34,10 @@ from explainers.types import (
     Predictions,
     Task,
 )
+
+# What scikit-learn raises for rows it cannot score (NaN where unsupported, unknown
+# categories with handle_unknown="error", ...).
+SCORING_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, ArithmeticError)
 
 # Regression losses whose raw output is log(prediction), so MARGIN = log(predict(X)).
 LOG_LINK_LOSSES = frozenset({"poisson", "gamma"})
@@ -70,6 +85,11 @@ class SklearnModel:
         self.estimator = estimator
         self.schema = schema
         self._columns = _input_columns(estimator, schema)
+        self.schema_positions: np.ndarray | None = None
+        """Schema index of each estimator input column; None when the orders agree."""
+        if self._columns is not None and self._columns != schema.feature_names:
+            self.schema_positions = np.array(
+                [schema.feature_names.index(c) for c in self._columns], dtype=np.int64)
         self._classifier = _check_task(estimator, schema)
         self.output_space = output_space or default_output_space(estimator, schema.task)
         _check_output_space(estimator, schema.task, self.output_space)
@@ -101,23 +121,25 @@ class SklearnModel:
         n = len(X)
         data = self.model_input(X)
         estimator: Any = self.estimator
-        if self.output_space is OutputSpace.PROBABILITY:
-            proba = np.asarray(estimator.predict_proba(data), dtype=np.float64)
-            return proba[:, 1:] if self.schema.task is Task.BINARY else proba
-        if self._classifier:
-            margin = estimator.decision_function(data)
-            return np.asarray(margin, dtype=np.float64).reshape(n, self.schema.n_outputs)
-        predicted = np.asarray(estimator.predict(data), dtype=np.float64).reshape(n, 1)
+        with scoring_errors(type(estimator).__name__, SCORING_ERRORS):
+            if self.output_space is OutputSpace.PROBABILITY:
+                proba = np.asarray(estimator.predict_proba(data), dtype=np.float64)
+                return proba[:, 1:] if self.schema.task is Task.BINARY else proba
+            if self._classifier:
+                margin = estimator.decision_function(data)
+                return np.asarray(margin, dtype=np.float64).reshape(n, self.schema.n_outputs)
+            predicted = np.asarray(estimator.predict(data), dtype=np.float64).reshape(n, 1)
         return np.log(predicted) if self.output_space is OutputSpace.MARGIN else predicted
 
     def predict(self, X: FloatMatrix) -> Predictions:
         """Return probabilities (classification) or predicted values (regression)."""
         data = self.model_input(X)
         estimator: Any = self.estimator
-        if self._classifier:
-            proba = np.asarray(estimator.predict_proba(data), dtype=np.float64)
-            return classification_predictions(proba, self.schema.task)
-        return regression_predictions(estimator.predict(data))
+        with scoring_errors(type(estimator).__name__, SCORING_ERRORS):
+            if self._classifier:
+                proba = np.asarray(estimator.predict_proba(data), dtype=np.float64)
+                return classification_predictions(proba, self.schema.task)
+            return regression_predictions(estimator.predict(data))
 
 
 def _input_columns(estimator: object, schema: ModelSchema) -> tuple[str, ...] | None:
@@ -147,8 +169,12 @@ def _check_task(estimator: object, schema: ModelSchema) -> bool:
     expected = 2 if schema.task is Task.BINARY else len(schema.classes)
     if len(classes) != expected:
         raise SchemaMismatch(f"{len(classes)} classes in the estimator, {expected} expected")
-    if schema.classes and [str(c) for c in classes] != [str(c) for c in schema.classes]:
-        raise SchemaMismatch("class labels or their order differ between estimator and schema")
+    if schema.classes:
+        # labels compare like categories: the manifest may say "1" for the class 1
+        lookup = category_lookup(schema.classes)
+        if [lookup.get(python_value(c)) for c in classes] != list(range(len(classes))):
+            raise SchemaMismatch("class labels or their order differ between estimator and "
+                                 "schema")
     if not hasattr(estimator, "predict_proba"):
         raise UnsupportedModel(type(estimator).__name__, "classifier without predict_proba")
     return True

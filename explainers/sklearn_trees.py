@@ -20,12 +20,14 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
+from sklearn.exceptions import NotFittedError
 from sklearn.tree import (
     DecisionTreeClassifier,
     DecisionTreeRegressor,
     ExtraTreeClassifier,
     ExtraTreeRegressor,
 )
+from sklearn.utils.validation import check_is_fitted
 
 from explainers.errors import UnsupportedModel
 from explainers.tree_ensemble import FlatTree, TreeEnsemble, build_ensemble
@@ -50,6 +52,11 @@ def is_sklearn_tree_model(estimator: object) -> bool:
 
 def flatten_sklearn_trees(estimator: object) -> TreeEnsemble:
     """Flatten a fitted scikit-learn tree model; raise UnsupportedModel for anything else."""
+    if is_sklearn_tree_model(estimator):
+        try:
+            check_is_fitted(estimator)
+        except NotFittedError as exc:
+            raise UnsupportedModel(type(estimator).__name__, "the estimator is not fitted") from exc
     if isinstance(estimator, SINGLE_TREES):
         return _forest(estimator, [estimator])
     if isinstance(estimator, FORESTS):

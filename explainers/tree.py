@@ -8,13 +8,14 @@ from typing import Protocol
 import numpy as np
 
 from explainers.encoding import checked_matrix
-from explainers.errors import SchemaMismatch, UnsupportedModel
+from explainers.errors import SchemaMismatch, ScoringFailure, UnsupportedModel
+from explainers.lightgbm_model import SCORING_ERRORS as LIGHTGBM_SCORING_ERRORS
 from explainers.lightgbm_model import LightGBMModel
 from explainers.outputs import (
-    check_additivity,
+    assemble_explanation,
     empty_explanation,
-    explained_outputs,
     resolve_classes,
+    scoring_errors,
 )
 from explainers.protocols import ScoringModel
 from explainers.tree_ensemble import TreeEnsemble
@@ -44,7 +45,7 @@ class LightGBMTreeExplainer:
     method = TREE_SHAP
 
     def __init__(self, model: LightGBMModel) -> None:
-        if model.booster.params.get("linear_tree"):
+        if model.header.linear_tree:
             raise UnsupportedModel("lightgbm.Booster", "pred_contrib does not cover linear trees")
         self._model = model
         self.output_space: OutputSpace = model.output_space
@@ -55,22 +56,22 @@ class LightGBMTreeExplainer:
         schema = self._model.schema
         X = checked_matrix(X, schema)
         if len(X) == 0:
-            return empty_explanation(self.method, self.output_space, schema)
+            return empty_explanation(schema, method=self.method, output_space=self.output_space)
         outputs = self._model.output(X)
-        classes = resolve_classes(outputs, schema, class_indices)
+        classes = resolve_classes(outputs, schema, class_indices=class_indices)
         n, n_features = X.shape
-        contrib = np.asarray(
-            self._model.booster.predict(self._model.numeric_input(X), pred_contrib=True),
-            dtype=np.float64,
-        ).reshape(n, schema.n_outputs, n_features + 1)
+        inputs = self._model.numeric_input(X)
+        with scoring_errors("lightgbm.Booster", LIGHTGBM_SCORING_ERRORS):
+            contrib = self._model.booster.predict(inputs, pred_contrib=True)
+        contrib = np.asarray(contrib, dtype=np.float64).reshape(n, schema.n_outputs,
+                                                                 n_features + 1)
         picked = contrib[np.arange(n), np.zeros(n, dtype=np.int64) if classes is None
                          else classes]
-        values = np.ascontiguousarray(picked[:, :n_features])
-        base = np.ascontiguousarray(picked[:, n_features])
-        explained = explained_outputs(outputs, classes)
-        check_additivity(self.method, base, values, explained)
-        return Explanation(self.method, self.output_space, schema.feature_names, base, values,
-                           explained, classes, (time.perf_counter() - started) * 1000)
+        values = picked[:, :n_features]
+        base = picked[:, n_features]
+        return assemble_explanation(schema, outputs, classes, method=self.method,
+                                    output_space=self.output_space, base_values=base,
+                                    values=values, started=started)
 
 
 class TreeEnsembleExplainer:
@@ -92,10 +93,11 @@ class TreeEnsembleExplainer:
                                  f"{model.output_space}")
         self._model = model
         self.output_space: OutputSpace = ensemble.output_space
-        self._ensemble = calibrate_offset(ensemble, model, probe)
+        self._ensemble = calibrate_offset(ensemble, model, probe=probe)
         self._outputs = [self._ensemble.output_trees(k) for k in range(ensemble.n_outputs)]
         self._expected = np.array([
-            self._ensemble.base_offset[k] + expected_value(roots, self._ensemble.trees, values)
+            self._ensemble.base_offset[k]
+            + expected_value(roots, trees=self._ensemble.trees, values=values)
             for k, (roots, values) in enumerate(self._outputs)
         ])
 
@@ -110,25 +112,24 @@ class TreeEnsembleExplainer:
         schema = self._model.schema
         X = checked_matrix(X, schema)
         if len(X) == 0:
-            return empty_explanation(self.method, self.output_space, schema)
+            return empty_explanation(schema, method=self.method, output_space=self.output_space)
         outputs = self._model.output(X)
-        classes = resolve_classes(outputs, schema, class_indices)
+        classes = resolve_classes(outputs, schema, class_indices=class_indices)
         inputs = self._ensemble.model_precision(self._model.numeric_input(X))
         chosen = np.zeros(len(X), dtype=np.int64) if classes is None else classes
         values = np.empty(X.shape, dtype=np.float64)
         for k in np.unique(chosen):
             rows = np.flatnonzero(chosen == k)
             roots, node_values = self._outputs[k]
-            values[rows] = tree_shap(inputs[rows], roots, self._ensemble.trees, node_values,
-                                     self._ensemble.max_depth)
+            values[rows] = tree_shap(inputs[rows], roots, trees=self._ensemble.trees,
+                                     values=node_values, max_depth=self._ensemble.max_depth)
         base = self._expected[chosen]
-        explained = explained_outputs(outputs, classes)
-        check_additivity(self.method, base, values, explained)
-        return Explanation(self.method, self.output_space, schema.feature_names, base, values,
-                           explained, classes, (time.perf_counter() - started) * 1000)
+        return assemble_explanation(schema, outputs, classes, method=self.method,
+                                    output_space=self.output_space, base_values=base,
+                                    values=values, started=started)
 
 
-def calibrate_offset(ensemble: TreeEnsemble, model: TreeInputModel,
+def calibrate_offset(ensemble: TreeEnsemble, model: TreeInputModel, *,
                      probe: FloatMatrix | None) -> TreeEnsemble:
     """Derive the constant offset (init score, baseline) from the model's own output.
 
@@ -136,15 +137,22 @@ def calibrate_offset(ensemble: TreeEnsemble, model: TreeInputModel,
     reproduce the model (an unknown init estimator, a flattening gap) and we refuse the
     model rather than explain something else.
     """
-    n_features = len(model.schema.features)
-    rows = np.zeros((1, n_features))
-    if probe is not None and len(probe):
-        rows = np.vstack((rows, checked_matrix(probe, model.schema)[:_PROBE_ROWS]))
+    rows = np.zeros((1, len(model.schema.features)))
     raw = model.output(rows)
+    if probe is not None and len(probe):
+        with_probe = np.vstack((rows, checked_matrix(probe, model.schema)[:_PROBE_ROWS]))
+        try:
+            raw = model.output(with_probe)
+            rows = with_probe
+        except ScoringFailure:
+            # e.g. background NaNs for a model without missing-value support: the model
+            # is still explainable for the rows it can score
+            pass
     inputs = ensemble.model_precision(model.numeric_input(rows))
     per_output = (ensemble.output_trees(k) for k in range(ensemble.n_outputs))
     sums = np.column_stack([
-        predict_trees(inputs, roots, ensemble.trees, values) for roots, values in per_output
+        predict_trees(inputs, roots, trees=ensemble.trees, values=values)
+        for roots, values in per_output
     ])
     offsets = raw - sums
     spread = offsets.max(axis=0) - offsets.min(axis=0)

@@ -68,6 +68,17 @@ class TreeEnsemble:
             return X.astype(np.float32).astype(np.float64)
         return np.ascontiguousarray(X, dtype=np.float64)
 
+    def with_feature_positions(self, positions: np.ndarray) -> TreeEnsemble:
+        """Return a copy whose splits index features by `positions[model column]`.
+
+        Used when the model's input columns are in another order than the schema's, so
+        the kernel can read rows (and write attributions) in schema order.
+        """
+        features = self.trees.features
+        remapped = np.where(features < 0, -1, np.asarray(positions)[np.maximum(features, 0)])
+        trees = self.trees._replace(features=remapped.astype(np.int32))
+        return dataclasses.replace(self, trees=trees)
+
     def with_base_offset(self, base_offset: FloatVector) -> TreeEnsemble:
         """Return a copy with another constant added to each output."""
         return dataclasses.replace(self, base_offset=np.asarray(base_offset, dtype=np.float64))

@@ -6,7 +6,6 @@ arrays (see `tree_ensemble.TreeEnsemble`); children are global node indices.
 """
 
 # numba kernels take their flat arrays positionally (no keyword-only arguments there).
-# ruff: noqa: PLR0917
 
 from __future__ import annotations
 
@@ -77,53 +76,13 @@ def _next_node(node: int, value: float, trees: TreeArrays) -> int:
     return int(trees.right[node])
 
 
-@njit(cache=True)
-def _extend(feat: np.ndarray, zero: np.ndarray, one: np.ndarray, weight: np.ndarray,
-            off: int, depth: int, zero_fraction: float, one_fraction: float,
-            feature: int) -> None:
-    feat[off + depth] = feature
-    zero[off + depth] = zero_fraction
-    one[off + depth] = one_fraction
-    weight[off + depth] = 1.0 if depth == 0 else 0.0
-    for i in range(depth - 1, -1, -1):
-        weight[off + i + 1] += one_fraction * weight[off + i] * (i + 1) / (depth + 1)
-        weight[off + i] = zero_fraction * weight[off + i] * (depth - i) / (depth + 1)
+class _Path(NamedTuple):
+    """The unique feature path of Algorithm 2, one segment per visited depth."""
 
-
-@njit(cache=True)
-def _unwind(feat: np.ndarray, zero: np.ndarray, one: np.ndarray, weight: np.ndarray,
-            off: int, depth: int, path_index: int) -> None:
-    one_fraction = one[off + path_index]
-    zero_fraction = zero[off + path_index]
-    next_one_portion = weight[off + depth]
-    for i in range(depth - 1, -1, -1):
-        if one_fraction != 0.0:
-            tmp = weight[off + i]
-            weight[off + i] = next_one_portion * (depth + 1) / ((i + 1) * one_fraction)
-            next_one_portion = tmp - weight[off + i] * zero_fraction * (depth - i) / (depth + 1)
-        else:
-            weight[off + i] = weight[off + i] * (depth + 1) / (zero_fraction * (depth - i))
-    for i in range(path_index, depth):
-        feat[off + i] = feat[off + i + 1]
-        zero[off + i] = zero[off + i + 1]
-        one[off + i] = one[off + i + 1]
-
-
-@njit(cache=True)
-def _unwound_sum(zero: np.ndarray, one: np.ndarray, weight: np.ndarray, off: int, depth: int,
-                 path_index: int) -> float:
-    one_fraction = one[off + path_index]
-    zero_fraction = zero[off + path_index]
-    next_one_portion = weight[off + depth]
-    total = 0.0
-    for i in range(depth - 1, -1, -1):
-        if one_fraction != 0.0:
-            tmp = next_one_portion * (depth + 1) / ((i + 1) * one_fraction)
-            total += tmp
-            next_one_portion = weight[off + i] - tmp * zero_fraction * (depth - i) / (depth + 1)
-        else:
-            total += weight[off + i] / zero_fraction / ((depth - i) / (depth + 1))
-    return total
+    features: np.ndarray  # int32, feature split on (-1 for the root element)
+    zeros: np.ndarray  # fraction of cover flowing this way when the feature is unknown
+    ones: np.ndarray  # 1.0 if x goes this way when the feature is known, else 0.0
+    weights: np.ndarray  # permutation weights
 
 
 class _Frames(NamedTuple):
@@ -138,83 +97,137 @@ class _Frames(NamedTuple):
 
 
 @njit(cache=True)
+def _extend(path: _Path, off: int, depth: int, zero_fraction: float, one_fraction: float,
+            feature: int) -> None:
+    w = path.weights
+    path.features[off + depth] = feature
+    path.zeros[off + depth] = zero_fraction
+    path.ones[off + depth] = one_fraction
+    w[off + depth] = 1.0 if depth == 0 else 0.0
+    for i in range(depth - 1, -1, -1):
+        w[off + i + 1] += one_fraction * w[off + i] * (i + 1) / (depth + 1)
+        w[off + i] = zero_fraction * w[off + i] * (depth - i) / (depth + 1)
+
+
+@njit(cache=True)
+def _unwind(path: _Path, off: int, depth: int, index: int) -> None:
+    w = path.weights
+    one_fraction = path.ones[off + index]
+    zero_fraction = path.zeros[off + index]
+    next_one_portion = w[off + depth]
+    for i in range(depth - 1, -1, -1):
+        if one_fraction != 0.0:
+            tmp = w[off + i]
+            w[off + i] = next_one_portion * (depth + 1) / ((i + 1) * one_fraction)
+            next_one_portion = tmp - w[off + i] * zero_fraction * (depth - i) / (depth + 1)
+        else:
+            w[off + i] = w[off + i] * (depth + 1) / (zero_fraction * (depth - i))
+    for i in range(index, depth):
+        path.features[off + i] = path.features[off + i + 1]
+        path.zeros[off + i] = path.zeros[off + i + 1]
+        path.ones[off + i] = path.ones[off + i + 1]
+
+
+@njit(cache=True)
+def _unwound_sum(path: _Path, off: int, depth: int, index: int) -> float:
+    w = path.weights
+    one_fraction = path.ones[off + index]
+    zero_fraction = path.zeros[off + index]
+    next_one_portion = w[off + depth]
+    total = 0.0
+    for i in range(depth - 1, -1, -1):
+        if one_fraction != 0.0:
+            tmp = next_one_portion * (depth + 1) / ((i + 1) * one_fraction)
+            total += tmp
+            next_one_portion = w[off + i] - tmp * zero_fraction * (depth - i) / (depth + 1)
+        else:
+            total += w[off + i] / zero_fraction / ((depth - i) / (depth + 1))
+    return total
+
+
+@njit(cache=True)
+def _copy_parent(path: _Path, parent_off: int, off: int, depth: int) -> None:
+    for i in range(depth):
+        path.features[off + i] = path.features[parent_off + i]
+        path.zeros[off + i] = path.zeros[parent_off + i]
+        path.ones[off + i] = path.ones[parent_off + i]
+        path.weights[off + i] = path.weights[parent_off + i]
+
+
+@njit(cache=True)
+def _add_leaf(phi: np.ndarray, path: _Path, off: int, depth: int, leaf_value: float) -> None:
+    for i in range(1, depth + 1):
+        w = _unwound_sum(path, off, depth, i)
+        phi[path.features[off + i]] += w * (path.ones[off + i] - path.zeros[off + i]) * leaf_value
+
+
+@njit(cache=True)
+def _push(frames: _Frames, top: int, node: int, parent_off: int, depth: int,
+          zero_fraction: float, one_fraction: float, feature: int) -> int:
+    frames.nodes[top] = node
+    frames.parent_offs[top] = parent_off
+    frames.depths[top] = depth
+    frames.zeros[top] = zero_fraction
+    frames.ones[top] = one_fraction
+    frames.features[top] = feature
+    return top + 1
+
+
+@njit(cache=True)
 def _explain_tree(root: int, x: np.ndarray, phi: np.ndarray, trees: TreeArrays,
-                  values: np.ndarray, feat: np.ndarray, zero: np.ndarray, one: np.ndarray,
-                  weight: np.ndarray, frames: _Frames) -> None:
+                  values: np.ndarray, path: _Path, frames: _Frames) -> None:
     # Algorithm 2 with an explicit stack. Each visit works on its own copy of the path,
     # stacked after its parent's; a pending cold child still finds its parent's copy
     # intact because the hot subtree only writes above it.
-    frames.nodes[0] = root
-    frames.parent_offs[0] = 0
-    frames.depths[0] = 0
-    frames.zeros[0] = 1.0
-    frames.ones[0] = 1.0
-    frames.features[0] = -1
-    top = 1
+    top = _push(frames, 0, root, 0, 0, 1.0, 1.0, -1)
     while top > 0:
         top -= 1
         node = frames.nodes[top]
-        parent_off = frames.parent_offs[top]
         depth = frames.depths[top]
-        off = parent_off + depth + 1
-        for i in range(depth):
-            feat[off + i] = feat[parent_off + i]
-            zero[off + i] = zero[parent_off + i]
-            one[off + i] = one[parent_off + i]
-            weight[off + i] = weight[parent_off + i]
-        _extend(feat, zero, one, weight, off, depth, frames.zeros[top], frames.ones[top],
-                frames.features[top])
-
+        off = frames.parent_offs[top] + depth + 1
+        _copy_parent(path, frames.parent_offs[top], off, depth)
+        _extend(path, off, depth, frames.zeros[top], frames.ones[top], frames.features[top])
         if trees.left[node] < 0:
-            leaf_value = values[node]
-            for i in range(1, depth + 1):
-                w = _unwound_sum(zero, one, weight, off, depth, i)
-                phi[feat[off + i]] += w * (one[off + i] - zero[off + i]) * leaf_value
+            _add_leaf(phi, path, off, depth, values[node])
             continue
 
         split = trees.features[node]
         hot = _next_node(node, x[split], trees)
         cold = trees.right[node] if hot == trees.left[node] else trees.left[node]
-        cover = trees.covers[node]
         incoming_zero = 1.0
         incoming_one = 1.0
         # A feature split on twice along the path is undone and redone with both fractions.
-        path_index = 0
-        while path_index <= depth:
-            if feat[off + path_index] == split:
-                break
-            path_index += 1
-        if path_index != depth + 1:
-            incoming_zero = zero[off + path_index]
-            incoming_one = one[off + path_index]
-            _unwind(feat, zero, one, weight, off, depth, path_index)
+        index = 0
+        while index <= depth and path.features[off + index] != split:
+            index += 1
+        if index != depth + 1:
+            incoming_zero = path.zeros[off + index]
+            incoming_one = path.ones[off + index]
+            _unwind(path, off, depth, index)
             depth -= 1
 
+        cover = trees.covers[node]
         # cold first on the stack, so the hot child is visited first
-        for child, one_fraction in ((cold, 0.0), (hot, incoming_one)):
-            frames.nodes[top] = child
-            frames.parent_offs[top] = off
-            frames.depths[top] = depth + 1
-            frames.zeros[top] = trees.covers[child] / cover * incoming_zero
-            frames.ones[top] = one_fraction
-            frames.features[top] = split
-            top += 1
+        top = _push(frames, top, cold, off, depth + 1,
+                    trees.covers[cold] / cover * incoming_zero, 0.0, split)
+        top = _push(frames, top, hot, off, depth + 1,
+                    trees.covers[hot] / cover * incoming_zero, incoming_one, split)
 
 
 @njit(cache=True)
 def _explain_row(x: np.ndarray, phi: np.ndarray, roots: np.ndarray, trees: TreeArrays,
                  values: np.ndarray, max_depth: int) -> None:
+    # (D+2)(D+3)/2 holds one path segment per depth of a depth-D tree (Lundberg et al.)
     size = (max_depth + 2) * (max_depth + 3) // 2 + 1
-    feat = np.empty(size, dtype=np.int32)
-    zero = np.empty(size, dtype=np.float64)
-    one = np.empty(size, dtype=np.float64)
-    weight = np.empty(size, dtype=np.float64)
+    path = _Path(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float64),
+                 np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64))
+    # the walk keeps at most one pending sibling per depth
     n_frames = 2 * max_depth + 4
     frames = _Frames(np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.int64),
                      np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.float64),
                      np.empty(n_frames, dtype=np.float64), np.empty(n_frames, dtype=np.int64))
     for t in range(roots.shape[0]):
-        _explain_tree(roots[t], x, phi, trees, values, feat, zero, one, weight, frames)
+        _explain_tree(roots[t], x, phi, trees, values, path, frames)
 
 
 @njit(cache=True)
@@ -235,7 +248,7 @@ def _shap_parallel(X: np.ndarray, roots: np.ndarray, trees: TreeArrays, values: 
     return phi
 
 
-def tree_shap(X: FloatMatrix, roots: np.ndarray, trees: TreeArrays, values: FloatVector,
+def tree_shap(X: FloatMatrix, roots: np.ndarray, *, trees: TreeArrays, values: FloatVector,
               max_depth: int) -> FloatMatrix:
     """Return exact path-dependent SHAP values (n, M) of the trees rooted at `roots`.
 
@@ -282,7 +295,7 @@ def _expected_value(roots: np.ndarray, trees: TreeArrays, values: np.ndarray) ->
     return total
 
 
-def expected_value(roots: np.ndarray, trees: TreeArrays, values: FloatVector) -> float:
+def expected_value(roots: np.ndarray, *, trees: TreeArrays, values: FloatVector) -> float:
     """Return the sum over the trees of their cover-weighted expected value."""
     return float(_expected_value(roots, trees, values))
 
@@ -300,7 +313,7 @@ def _predict(X: np.ndarray, roots: np.ndarray, trees: TreeArrays,
     return out
 
 
-def predict_trees(X: FloatMatrix, roots: np.ndarray, trees: TreeArrays,
+def predict_trees(X: FloatMatrix, roots: np.ndarray, *, trees: TreeArrays,
                   values: FloatVector) -> FloatVector:
     """Return the sum of the trees' leaf values reached by each row."""
     return np.asarray(_predict(np.ascontiguousarray(X, dtype=np.float64), roots, trees, values))
@@ -323,7 +336,7 @@ def warm_up() -> None:
     roots = np.zeros(1, dtype=np.int32)
     values = np.array([0.0, -1.0, 1.0], dtype=np.float64)
     X = np.zeros((PARALLEL_MIN_ROWS, 1), dtype=np.float64)
-    tree_shap(X[:1], roots, trees, values, 1)
-    tree_shap(X, roots, trees, values, 1)
-    expected_value(roots, trees, values)
-    predict_trees(X, roots, trees, values)
+    tree_shap(X[:1], roots, trees=trees, values=values, max_depth=1)
+    tree_shap(X, roots, trees=trees, values=values, max_depth=1)
+    expected_value(roots, trees=trees, values=values)
+    predict_trees(X, roots, trees=trees, values=values)

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from explainers.encoding import encode_frame
+from explainers.encoding import RowEncoder, encode_frame
 from explainers.protocols import Explainer, ScoringModel
 from explainers.registry import build_explainable
 from explainers.types import FeatureKind, FeatureSpec, FloatMatrix, ModelSchema, Task
@@ -34,6 +34,7 @@ class ReadyModel:
     masker: Masker
     rules: tuple[FeatureRule, ...]
     background: FloatMatrix
+    encoder: RowEncoder
     load_ms: float
 
     @property
@@ -69,7 +70,8 @@ def build_ready_model(
         manifest=manifest, manifest_sha256=manifest_sha256, schema=schema,
         model=explainable.model, explainer=explainable.explainer,
         masker=Masker(manifest, hmac_key=hmac_key), rules=feature_rules(manifest),
-        background=background, load_ms=(time.perf_counter() - started) * 1000,
+        background=background, encoder=RowEncoder(schema),
+        load_ms=(time.perf_counter() - started) * 1000,
     )
 
 

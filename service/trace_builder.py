@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from explainers.encoding import encode_rows
 from explainers.types import Explanation, Predictions, Task
 from service.model_loader import ReadyModel
 from service.validation import Envelope
@@ -48,7 +47,7 @@ def build_traces(ready: ReadyModel, requests: Sequence[TraceRequest],
                  options: TraceOptions) -> list[StoredTrace]:
     """Score and explain the records in one batch and render their masked traces."""
     started = time.perf_counter()
-    matrix = encode_rows([r.envelope.features for r in requests], ready.schema)
+    matrix = ready.encoder.encode([r.envelope.features for r in requests])
     predictions = ready.model.predict(matrix)
     explanation = ready.explainer.explain(matrix)
     per_row_ms = (time.perf_counter() - started) * 1000 / max(len(requests), 1)

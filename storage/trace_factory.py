@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import redis.asyncio
@@ -13,7 +13,13 @@ from storage.errors import UnsupportedStoreUrl
 from storage.traces.redis import RedisTraceStore
 from storage.traces.sqlite import SqliteTraceStore
 
-TraceStoreOpener = Callable[[str, str, int, int], SqliteTraceStore | RedisTraceStore]
+
+class TraceStoreOpener(Protocol):
+    """Builds one kind of store from its URL."""
+
+    def __call__(self, url: str, *, key_prefix: str, trace_ttl_s: int,
+                 record_ttl_s: int) -> SqliteTraceStore | RedisTraceStore: ...
+
 
 # A store that does not answer must fail the request quickly (503 and the spool take
 # over), not hang the ingest path: short timeouts and two quick retries.
@@ -25,8 +31,9 @@ REDIS_HEALTH_CHECK_S = 30
 _SQLITE_PREFIX = "sqlite:///"
 
 
-def _open_sqlite(url: str, key_prefix: str, trace_ttl_s: int,
+def _open_sqlite(url: str, *, key_prefix: str, trace_ttl_s: int,
                  record_ttl_s: int) -> SqliteTraceStore:
+    del key_prefix  # one deployment per SQLite file: nothing to prefix
     # sqlite:///relative.db, sqlite:////absolute.db and sqlite:///:memory: (as SQLAlchemy).
     if not url.startswith(_SQLITE_PREFIX) or len(url) == len(_SQLITE_PREFIX):
         raise UnsupportedStoreUrl(url)
@@ -34,7 +41,7 @@ def _open_sqlite(url: str, key_prefix: str, trace_ttl_s: int,
                             record_ttl_s=record_ttl_s)
 
 
-def _open_redis(url: str, key_prefix: str, trace_ttl_s: int,
+def _open_redis(url: str, *, key_prefix: str, trace_ttl_s: int,
                 record_ttl_s: int) -> RedisTraceStore:
     # Creating the client does no I/O; the first command connects.
     client = redis.asyncio.Redis.from_url(
@@ -66,4 +73,5 @@ def open_trace_store(url: str, *, key_prefix: str = "wl", trace_ttl_s: int,
     opener = TRACE_STORES.get(urlsplit(url).scheme.lower())
     if opener is None:
         raise UnsupportedStoreUrl(url)
-    return opener(url, key_prefix, trace_ttl_s, record_ttl_s)
+    return opener(url, key_prefix=key_prefix, trace_ttl_s=trace_ttl_s,
+                  record_ttl_s=record_ttl_s)

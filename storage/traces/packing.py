@@ -46,9 +46,10 @@ def unpack_trace(value: bytes) -> StoredTrace:
         raise PackingError("trace value has too few fields")
     request_id, model, version, reason, body, *incidents = fields
     return StoredTrace(
-        request_id=_text(request_id), model=_text(model), version=_text(version),
-        reason=_text(reason) if flags & _HAS_REASON else None, event_ms=event_ms,
-        body=body, incidents=tuple(_text(incident) for incident in incidents),
+        request_id=_decode_text(request_id), model=_decode_text(model),
+        version=_decode_text(version), event_ms=event_ms,
+        reason=_decode_text(reason) if flags & _HAS_REASON else None,
+        body=body, incidents=tuple(_decode_text(incident) for incident in incidents),
     )
 
 
@@ -72,9 +73,10 @@ def unpack_record(value: bytes) -> StoredRecord:
         raise PackingError("record value has the wrong number of fields")
     request_id, model, version, reason, body, sealed_inputs = fields
     return StoredRecord(
-        request_id=_text(request_id), model=_text(model), version=_text(version),
-        event_ms=event_ms, received_ms=received_ms, sampled=bool(flags & _SAMPLED),
-        reason=_text(reason) if flags & _HAS_REASON else None, body=body,
+        request_id=_decode_text(request_id), model=_decode_text(model),
+        version=_decode_text(version), event_ms=event_ms, received_ms=received_ms,
+        sampled=bool(flags & _SAMPLED),
+        reason=_decode_text(reason) if flags & _HAS_REASON else None, body=body,
         sealed_inputs=sealed_inputs,
     )
 
@@ -104,7 +106,7 @@ def _unpack(value: bytes, kind: int) -> tuple[int, int, int, list[bytes]]:
     return event_ms, received_ms, flags, fields
 
 
-def _text(raw: bytes) -> str:
+def _decode_text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -6,7 +6,7 @@ from storage.cursor import CursorPosition, decode_cursor, encode_cursor
 from storage.records import StoredTrace, TraceQuery
 
 
-def query_start(query: TraceQuery) -> CursorPosition | None:
+def locate_start(query: TraceQuery) -> CursorPosition | None:
     """Check the query and return the position to resume after (None from the newest).
 
     Raises:
@@ -33,7 +33,7 @@ def matches_query(trace: StoredTrace, query: TraceQuery) -> bool:
     )
 
 
-def next_cursor(items: list[StoredTrace], limit: int) -> str | None:
+def encode_next_cursor(items: list[StoredTrace], limit: int) -> str | None:
     """Return the cursor after the page, or None when no item lies beyond it.
 
     Stores fetch `limit + 1` items: the extra one only proves there is a next page.

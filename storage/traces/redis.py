@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from storage.cursor import CursorPosition
 from storage.errors import StoreUnavailable
 from storage.records import StoredRecord, StoredTrace, TracePage, TraceQuery
 from storage.traces.packing import (
@@ -27,8 +26,14 @@ from storage.traces.packing import (
     unpack_record,
     unpack_trace,
 )
-from storage.traces.query import matches_query, next_cursor, query_start
-from storage.traces.redis_index import Candidate, IndexScanner, IndexWindow, reply_bytes
+from storage.traces.query import encode_next_cursor, locate_start, matches_query
+from storage.traces.redis_index import (
+    RESUME_AFTER_MEMBER,
+    Candidate,
+    IndexScanner,
+    IndexWindow,
+    reply_bytes,
+)
 from storage.traces.redis_keys import RedisKeys
 
 logger = logging.getLogger(__name__)
@@ -69,6 +74,8 @@ class RedisTraceStore:
             raise ValueError("the Redis client must return bytes (decode_responses=False)")
         self._client = client
         self._keys = RedisKeys(key_prefix)
+        # Registering computes the script's SHA only; EVALSHA loads it on first NOSCRIPT.
+        self._resume = client.register_script(RESUME_AFTER_MEMBER)
         self._trace_ttl_s = trace_ttl_s
         self._record_ttl_s = record_ttl_s
         # The lookup serves both traces and records, so it lives as long as the longer.
@@ -119,10 +126,10 @@ class RedisTraceStore:
 
     async def search_traces(self, query: TraceQuery) -> TracePage:
         """Return matching traces newest first, from the one index that fits the filters."""
-        position = query_start(query)
+        position = locate_start(query)
         choice = self._keys.index_for(query)
-        scanner = IndexScanner(self._client, choice.key,
-                               IndexWindow(query.since_ms, query.until_ms))
+        scanner = IndexScanner(self._client, choice.key, resume=self._resume,
+                               window=IndexWindow(query.since_ms, query.until_ms))
         filtered = (query.version is not None and choice.version is None) or (
             query.reason is not None and choice.reason is None)
         wanted = query.limit + 1
@@ -132,23 +139,23 @@ class RedisTraceStore:
             while len(found) < wanted:
                 count = wanted - len(found)
                 count = min(max(count, FILTERED_CHUNK) if filtered else count, MAX_CHUNK)
-                chunk, ended = await scanner.chunk_after(position, count)
-                traces = await self._load_traces(chunk, choice.model)
-                for candidate, trace in zip(chunk, traces, strict=True):
+                step = await scanner.chunk_after(position, count)
+                traces = await self._load_traces(step.candidates, choice.model)
+                for candidate, trace in zip(step.candidates, traces, strict=True):
                     if trace is None or not choice.holds(trace):
                         stale.append(candidate.request_id)
                     # A differing event time means a re-put moved it while we read.
                     elif trace.event_ms == candidate.event_ms and matches_query(trace, query):
                         found.append(trace)
-                if chunk:
-                    position = CursorPosition(chunk[-1].event_ms, chunk[-1].request_id)
-                if ended:
+                position = step.resume_after
+                if position is None:
                     break
             if stale:
                 # Expired or re-indexed members: drop them so later searches skip the read.
                 await self._client.zrem(choice.key, *stale)
         found = found[:wanted]
-        return TracePage(items=found[: query.limit], next_cursor=next_cursor(found, query.limit))
+        return TracePage(items=found[: query.limit],
+                         next_cursor=encode_next_cursor(found, query.limit))
 
     async def _load_traces(self, chunk: list[Candidate],
                            model: str | None) -> list[StoredTrace | None]:
@@ -229,12 +236,15 @@ class RedisTraceStore:
         with _redis_errors():
             replies = await pipe.execute()
         repair = self._client.pipeline(transaction=False)
+        owners_records: dict[str, StoredRecord] = {}
         for (index, owner), reply in zip(seen_before, replies, strict=True):
             record = records[index]
             if owner == record.model:
                 continue
             if reply is not None:
-                answers[index] = self._decode_record(reply, self._keys.record(owner, ""))
+                key = self._keys.record(owner, record.request_id)
+                answers[index] = owners_records[record.request_id] = self._decode_record(
+                    reply, key)
                 repair.delete(self._keys.record(record.model, record.request_id))
             else:
                 # The owner's record is past retention: this record is the decision now.
@@ -245,6 +255,10 @@ class RedisTraceStore:
         if len(repair):
             with _redis_errors():
                 await repair.execute()
+        # A repeat later in the batch was answered with the stray record just deleted.
+        for index, answer in enumerate(answers):
+            if answer is not None and answer.request_id in owners_records:
+                answers[index] = owners_records[answer.request_id]
 
     async def get_record(self, request_id: str) -> StoredRecord | None:
         """Return the logged record, or None when unknown or past retention."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
+from redis.commands.core import AsyncScript
 
 from storage.cursor import CursorPosition
 from storage.errors import StoreUnavailable
@@ -56,6 +57,14 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanStep:
+    """One chunk of an index walk and where the next one starts (None: index ended)."""
+
+    candidates: list[Candidate]
+    resume_after: CursorPosition | None
+
+
+@dataclass(frozen=True, slots=True)
 class IndexWindow:
     """The score bounds of a search: inclusive since, exclusive until."""
 
@@ -81,15 +90,16 @@ class IndexWindow:
 class IndexScanner:
     """Reads chunks of one sorted set in search order."""
 
-    def __init__(self, client: redis.asyncio.Redis, key: str, window: IndexWindow) -> None:
+    def __init__(self, client: redis.asyncio.Redis, key: str, *, resume: AsyncScript,
+                 window: IndexWindow) -> None:
+        """`resume` is RESUME_AFTER_MEMBER registered on the same client."""
         self._client = client
         self._key = key
+        self._resume = resume
         self._window = window
-        self._resume = client.register_script(RESUME_AFTER_MEMBER)
 
-    async def chunk_after(self, position: CursorPosition | None,
-                          count: int) -> tuple[list[Candidate], bool]:
-        """Return up to `count` members after the position, and whether the index ended."""
+    async def chunk_after(self, position: CursorPosition | None, count: int) -> ScanStep:
+        """Return up to `count` members after the position (None: from the newest)."""
         if (position is not None and self._window.until_ms is not None
                 and position.event_ms >= self._window.until_ms):
             # Every member inside the window already lies after this position.
@@ -102,23 +112,27 @@ class IndexScanner:
             pairs = await self._after(position, count)
         candidates: list[Candidate] = []
         ended = len(pairs) < count
+        last: Candidate | None = None
         for member, score in pairs:
-            candidate = Candidate(member.decode(), int(float(score)))
-            if not self._window.contains(candidate.event_ms):
-                ended = ended or (self._window.since_ms is not None
-                                  and candidate.event_ms < self._window.since_ms)
-                continue
-            if position is None or position.precedes(candidate.event_ms,
-                                                     candidate.request_id):
-                candidates.append(candidate)
-        return candidates, ended
+            last = Candidate(member.decode(), int(float(score)))
+            if self._window.since_ms is not None and last.event_ms < self._window.since_ms:
+                ended = True
+                break
+            if self._window.contains(last.event_ms) and (
+                    position is None or position.precedes(last.event_ms, last.request_id)):
+                candidates.append(last)
+        # Resume from the last member read, kept or not, so every step makes progress.
+        resume = None if ended or last is None else CursorPosition(last.event_ms,
+                                                                   last.request_id)
+        return ScanStep(candidates, resume)
 
     async def _after(self, position: CursorPosition,
                      count: int) -> list[tuple[bytes, Any]]:
         flat = await self._resume(keys=[self._key],
                                   args=[position.event_ms, position.request_id, count])
         if flat is not None:
-            return list(zip(flat[::2], flat[1::2], strict=True))
+            return [(reply_bytes(m) or b"", s) for m, s in zip(flat[::2], flat[1::2],
+                                                                strict=True)]
         return await self._after_missing_member(position, count)
 
     async def _after_missing_member(self, position: CursorPosition,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from storage.errors import StoreUnavailable
 from storage.records import StoredRecord, StoredTrace, TracePage, TraceQuery
 from storage.traces import sqlite_schema as schema
-from storage.traces.query import next_cursor, query_start
+from storage.traces.query import encode_next_cursor, locate_start
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,20 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite answers BUSY at once
+    # instead of calling the busy handler: connections opening together must retry here.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 @contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     # IMMEDIATE takes the write lock up front: the duplicate check in add_records and the
@@ -42,10 +56,12 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite already rolled back after some errors (disk full); never leave one open.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 class SqliteTraceStore:
@@ -80,7 +96,7 @@ class SqliteTraceStore:
 
     async def search_traces(self, query: TraceQuery) -> TracePage:
         """Return matching live traces newest first (event time, then request ID)."""
-        start = query_start(query)
+        start = locate_start(query)
         params: dict[str, Any] = {
             "model": query.model, "version": query.version, "reason": query.reason,
             "incident": query.incident, "since_ms": query.since_ms, "until_ms": query.until_ms,
@@ -90,7 +106,8 @@ class SqliteTraceStore:
         }
         sql = schema.search_sql(query, resume=start is not None)
         items = await self._run(functools.partial(self._select_traces, sql, params))
-        return TracePage(items=items[: query.limit], next_cursor=next_cursor(items, query.limit))
+        return TracePage(items=items[: query.limit],
+                         next_cursor=encode_next_cursor(items, query.limit))
 
     async def add_records(self, records: Sequence[StoredRecord]) -> list[StoredRecord | None]:
         """Insert new records; return None per inserted one, else the record already kept."""
@@ -156,7 +173,7 @@ class SqliteTraceStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             # NORMAL under WAL loses at most the last commits on power loss, never integrity.
             conn.execute("PRAGMA synchronous=NORMAL")
             # Deleting a trace must delete its incident links (ON DELETE CASCADE).

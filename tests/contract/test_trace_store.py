@@ -184,6 +184,9 @@ async def test_request_id_logged_for_another_model_answers_the_first_record(
     first = make_record("shared", now_ms, model="credit")
     await store.add_records([first])
     assert await store.add_records([make_record("shared", now_ms, model="fraud")]) == [first]
+    twice = [make_record("shared", now_ms, model="fraud"),
+             make_record("shared", now_ms + 1, model="fraud")]
+    assert await store.add_records(twice) == [first, first]
     assert await store.get_record("shared") == first
 
 
@@ -258,36 +261,38 @@ async def test_a_full_last_page_has_no_cursor(store: Store, now_ms: int) -> None
 
 
 @pytest.mark.parametrize("filters", [
-    {}, {"model": "credit"}, {"reason": "canary"},
-    {"model": "credit", "version": "3", "reason": "canary"},
-    {"incident": "INC1", "reason": "canary"}, {"model": "credit", "incident": "INC1"},
+    TraceQuery(), TraceQuery(model="credit"), TraceQuery(reason="canary"),
+    TraceQuery(model="credit", version="3", reason="canary"),
+    TraceQuery(incident="INC1", reason="canary"), TraceQuery(model="credit", incident="INC1"),
 ], ids=["global", "model", "reason", "model-version-reason", "incident-reason",
         "model-incident"])
 async def test_cursor_pagination_neither_skips_nor_repeats_across_ties(
-        store: Store, now_ms: int, filters: dict[str, str]) -> None:
+        store: Store, now_ms: int, filters: TraceQuery) -> None:
     # 120 traces on 4 event times: every page boundary falls inside a tie group.
     traces = [make_trace(f"t{(i * 37) % 120:03d}", now_ms - (i % 4), incidents=("INC1",),
                          reason="canary" if i % 5 == 0 else "sampled") for i in range(120)]
     for start in range(0, 120, 25):
         await store.put_traces(traces[start: start + 25])
-    expected = newest_first([t for t in traces if _matches(t, TraceQuery(**filters))])
+    expected = newest_first([t for t in traces if _matches(t, filters)])
     for limit in (7, 30, 1):
-        items = await collect(store, TraceQuery(limit=limit, **filters))
+        items = await collect(store, replace(filters, limit=limit))
         assert items == expected
         assert len({t.request_id for t in items}) == len(expected) >= 24
 
 
-async def test_pagination_resumes_after_the_cursor_when_its_trace_moved(store: Store,
-                                                                        now_ms: int) -> None:
-    traces = [make_trace(f"t{i:03d}", now_ms - (i % 3)) for i in range(60)]
+@pytest.mark.parametrize(("count", "times"), [(60, 3), (1200, 1)],
+                         ids=["small-ties", "one-big-tie"])
+async def test_pagination_resumes_after_the_cursor_when_its_trace_moved(
+        store: Store, now_ms: int, count: int, times: int) -> None:
+    traces = [make_trace(f"t{i:04d}", now_ms - (i % times)) for i in range(count)]
     await store.put_traces(traces)
-    for filters in ({"model": "credit"}, {}):
-        first = await store.search_traces(TraceQuery(limit=10, **filters))
+    for filters in (TraceQuery(model="credit"), TraceQuery()):
+        first = await store.search_traces(replace(filters, limit=10))
         assert first.next_cursor is not None
         position = decode_cursor(first.next_cursor)
         moved = first.items[-1]
         await store.put_traces([replace(moved, event_ms=now_ms + 1000)])
-        rest = await collect(store, TraceQuery(limit=8, cursor=first.next_cursor, **filters))
+        rest = await collect(store, replace(filters, limit=count // 7, cursor=first.next_cursor))
         expected = [t for t in newest_first(traces)
                     if (t.event_ms, t.request_id) < (position.event_ms, position.request_id)]
         assert rest == expected

@@ -20,12 +20,12 @@ from sklearn.ensemble import (
 )
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from explainers.errors import ScoringFailure, UnsupportedModel
 from explainers.registry import build_explainable
 from explainers.sklearn_model import SklearnModel
 from explainers.sklearn_trees import flatten_sklearn_trees
 from explainers.tree import TreeEnsembleExplainer
 from explainers.types import FeatureKind, FeatureSpec, ModelSchema, OutputSpace, Task
-
 from tests.unit.explainers.support import Dataset, assert_additive, shap_for_class
 
 shap = pytest.importorskip("shap")
@@ -215,7 +215,21 @@ def test_tree_explainer_refuses_a_model_it_does_not_reproduce(
     broken = ensemble.with_base_offset(ensemble.base_offset)
     broken.values[:] *= 2.0
     sklearn_model = SklearnModel(model, data.schema)
-    from explainers.errors import UnsupportedModel
-
     with pytest.raises(UnsupportedModel, match="do not reproduce"):
         TreeEnsembleExplainer(broken, sklearn_model, probe=data.background)
+
+
+def test_background_missing_values_do_not_block_a_model_without_nan_support(
+        datasets: dict[str, Dataset]) -> None:
+    data = datasets["binary"]
+    model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(data.X, data.y)
+    background = data.background.copy()
+    background[::3, 1] = np.nan
+    explainer = build_explainable("sklearn", model, data.schema,
+                                  background=background).explainer
+    assert isinstance(explainer, TreeEnsembleExplainer)
+    assert_additive(explainer.explain(data.test_rows), model.decision_function(data.test_rows))
+    rows = data.test_rows[:2].copy()
+    rows[0, 1] = np.nan
+    with pytest.raises(ScoringFailure):
+        explainer.explain(rows)
