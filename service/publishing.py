@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
-from explainers.drift_stats import profile_categorical, profile_numeric
+from explainers.drift_stats import FINE_BINS_PER_BIN, profile_categorical, profile_numeric
 from explainers.encoding import encode_frame
 from explainers.lightgbm_model import infer_lightgbm_schema
 from explainers.registry import build_explainable
@@ -27,6 +28,7 @@ from storage.formats import parse_lightgbm, parse_skops, serialize_background
 from storage.manifest import (
     Baseline,
     CategoricalBaseline,
+    DriftOverrides,
     FeatureManifest,
     NumericBaseline,
     ScoreBaseline,
@@ -136,16 +138,65 @@ def _baseline(schema: ModelSchema, frame: pd.DataFrame, scores: np.ndarray,
                                   bins=bins)
             profiles[spec.name] = NumericBaseline(
                 edges=list(num.edges), proportions=list(num.proportions), mean=num.mean,
-                std=num.std, min=num.min, max=num.max, missing_rate=num.missing_rate)
-    if schema.task is Task.REGRESSION:
-        score_profile = profile_numeric(scores, bins=bins)
-        edges, proportions = list(score_profile.edges), list(score_profile.proportions)
-    else:
-        edges = [float(e) for e in np.linspace(0.0, 1.0, bins + 1)]
-        counts = np.histogram(scores, bins=edges)[0].astype(float)
-        proportions = [float(c) for c in counts / max(counts.sum(), 1.0)]
+                std=num.std, min=num.min, max=num.max, missing_rate=num.missing_rate,
+                fine_edges=list(num.fine_edges) or None,
+                fine_proportions=list(num.fine_proportions) or None)
     return Baseline(rows=len(frame), features=profiles,
-                    score=ScoreBaseline(edges=edges, proportions=proportions))
+                    score=_score_baseline(schema.task, scores, bins))
+
+
+def _score_baseline(task: Task, scores: np.ndarray, bins: int) -> ScoreBaseline:
+    scores = np.asarray(scores, dtype=np.float64)
+    mean = float(scores.mean()) if scores.size else None
+    std = float(scores.std()) if scores.size else None
+    if task is Task.REGRESSION:
+        profile = profile_numeric(scores, bins=bins)
+        return ScoreBaseline(edges=list(profile.edges), proportions=list(profile.proportions),
+                             fine_edges=list(profile.fine_edges) or None,
+                             fine_proportions=list(profile.fine_proportions) or None,
+                             mean=mean, std=std)
+    histograms = []
+    for n_bins in (bins, bins * FINE_BINS_PER_BIN):
+        edges = [float(e) for e in np.linspace(0.0, 1.0, n_bins + 1)]
+        counts = np.histogram(scores, bins=edges)[0].astype(float)
+        histograms.append((edges, [float(c) for c in counts / max(counts.sum(), 1.0)]))
+    (edges, proportions), (fine_edges, fine_proportions) = histograms
+    return ScoreBaseline(edges=edges, proportions=proportions, fine_edges=fine_edges,
+                         fine_proportions=fine_proportions, mean=mean, std=std)
+
+
+def label_rate(labels: pd.Series, classes: tuple[object, ...]) -> float | None:
+    """Share of training rows whose label is the positive (second) class of a binary model."""
+    present = labels.dropna()
+    if len(classes) != 2 or present.empty:
+        return None
+    positive = _canonical(classes[1])
+    return float(np.mean([_canonical(v) == positive for v in present.tolist()]))
+
+
+def _canonical(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def read_drift_overrides(path: Path | None) -> DriftOverrides | None:
+    """Read the optional `drift:` section of FEATURES.yaml (per-version thresholds)."""
+    if path is None:
+        return None
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    section = doc.get("drift") if isinstance(doc, dict) else None
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise RecordInvalid([FieldError("drift", "expected a mapping of thresholds")])
+    try:
+        return DriftOverrides(**section)
+    except ValidationError as exc:
+        raise RecordInvalid([FieldError(f"drift.{'.'.join(str(p) for p in e['loc'])}",
+                                        e["msg"]) for e in exc.errors()]) from exc
 
 
 def build_publication(
@@ -154,7 +205,9 @@ def build_publication(
     """Compute manifest fields and files (CPU and local file I/O; run it in a thread)."""
     flavor, model_object, model_bytes, model_file = load_model_file(request.model_path)
     frame = read_training_data(request.train_path)
+    labels = None
     if request.label and request.label in frame.columns:
+        labels = frame[request.label]
         frame = frame.drop(columns=[request.label])
     if flavor == "lightgbm":
         schema = infer_lightgbm_schema(model_object, frame)  # type: ignore[arg-type]
@@ -180,8 +233,11 @@ def build_publication(
         "training_data_snapshot": f"{request.train_path.name}@sha256:{train_digest[:16]}",
         "rollback_to": request.rollback_to, "classes": list(schema.classes),
         "features": features, "baseline": _baseline(schema, frame, scores, request.bins),
-        "files": {},
+        "files": {}, "drift": read_drift_overrides(request.features_path),
     }
+    if labels is not None and schema.task is Task.BINARY:
+        fields["baseline"] = fields["baseline"].model_copy(
+            update={"label_rate": label_rate(labels, tuple(schema.classes))})
     files = {"model": (model_file, model_bytes),
              "background": ("background.parquet", serialize_background(background))}
     return fields, files

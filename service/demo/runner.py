@@ -147,6 +147,7 @@ def _wait_ready(base_url: str, timeout_s: float) -> None:
 
 def run_demo(*, host: str, port: int, records: int, serve: bool) -> int:
     """Train/publish, start the service, replay traffic, print where to look."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings(auth="off", sampling=SamplingSettings(rate=0.05, near_threshold=0.02))
     print(f"whylens demo: data in {settings.data_dir.resolve()}")
     started = time.monotonic()
