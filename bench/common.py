@@ -48,7 +48,7 @@ def timed(fn: Callable[[], object]) -> float:
 def quantiles_ms(samples: list[float]) -> tuple[float, float]:
     """p50 and p99 in milliseconds."""
     ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return statistics.median(ordered) * 1000, p99 * 1000
 
 

@@ -14,7 +14,6 @@ import time
 import uuid
 
 import httpx
-import numpy as np
 import redis
 import shap
 
@@ -41,9 +40,9 @@ def single_row(booster, explainer, X, n: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"whylens": [], "lightgbm": [], "shap": []}
     for i in range(n):
         row = X[i : i + 1]
-        calls = [("whylens", lambda: explainer.explain(row)),
-                 ("lightgbm", lambda: booster.predict(row, pred_contrib=True)),
-                 ("shap", lambda: tree.shap_values(row, check_additivity=False))]
+        calls = [("whylens", lambda row=row: explainer.explain(row)),
+                 ("lightgbm", lambda row=row: booster.predict(row, pred_contrib=True)),
+                 ("shap", lambda row=row: tree.shap_values(row, check_additivity=False))]
         for name, fn in calls[i % 3 :] + calls[: i % 3]:
             samples[name].append(timed(fn))
     return samples

@@ -139,7 +139,7 @@ def new_keyring_document() -> str:
              "secret": base64.b64encode(secrets.token_bytes(32)).decode()},
         ]
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return str(yaml.safe_dump(doc, sort_keys=False))
 
 
 def create_keyring_file(path: Path) -> None:
