@@ -16,10 +16,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
 COPY --from=build /opt/whylens /opt/whylens
 ENV PATH=/opt/whylens/bin:$PATH \
     WHYLENS_DATA_DIR=/var/lib/whylens \
-    NUMBA_CACHE_DIR=/tmp/numba-cache \
+    NUMBA_CACHE_DIR=/var/cache/whylens/numba \
     PYTHONUNBUFFERED=1
-RUN mkdir -p /var/lib/whylens && chown whylens /var/lib/whylens
+RUN mkdir -p /var/lib/whylens /var/cache/whylens/numba \
+    && chown whylens /var/lib/whylens /var/cache/whylens/numba
 USER whylens
+# Compile the TreeSHAP kernels into numba's on-disk cache now (docs/treeshap.md); a host
+# with another CPU model recompiles into the same writable directory at start-up.
+RUN python -c "from explainers.registry import warm_up; warm_up()"
 WORKDIR /home/whylens
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \

@@ -26,6 +26,7 @@ demo: $(RUNTIME_STAMP)
 
 services: $(DEV_STAMP)
 	@$(PY) scripts/ensure_redis.py "$(REDIS_URL)"
+	@$(PY) scripts/ensure_chromium.py
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check service explainers storage tests bench scripts
@@ -39,6 +40,7 @@ test: services lint
 
 bench: services
 	$(PY) bench/explain_latency.py
+	$(PY) bench/drift.py
 
 clean:
 	rm -rf $(VENV) .whylens .pytest_cache .mypy_cache .ruff_cache

@@ -88,3 +88,12 @@ class ScoringFailure(ExplainerError):
         super().__init__(f"{model_type} failed to score the rows ({error_type})")
         self.model_type = model_type
         self.error_type = error_type
+
+
+class CounterfactualRequestInvalid(ExplainerError):
+    """A counterfactual target or constraint does not fit the model (value withheld)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"counterfactual {field}: {reason}")
+        self.field = field
+        self.reason = reason

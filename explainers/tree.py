@@ -1,4 +1,5 @@
-"""Exact path-dependent TreeSHAP: LightGBM's native one, and our kernel for flat ensembles."""
+"""Exact path-dependent TreeSHAP: LightGBM's native one, and the classic kernel (a fallback
+and test oracle of `tree_linear.LinearTreeExplainer`) for flat ensembles."""
 
 from __future__ import annotations
 
@@ -81,16 +82,7 @@ class TreeEnsembleExplainer:
 
     def __init__(self, ensemble: TreeEnsemble, model: TreeInputModel, *,
                  probe: FloatMatrix | None = None) -> None:
-        schema = model.schema
-        if ensemble.n_features != len(schema.features):
-            raise SchemaMismatch(f"{ensemble.n_features} features in the trees, "
-                                 f"{len(schema.features)} in the schema")
-        if ensemble.n_outputs != schema.n_outputs:
-            raise SchemaMismatch(f"{ensemble.n_outputs} tree outputs, {schema.n_outputs} "
-                                 "model outputs")
-        if ensemble.output_space is not model.output_space:
-            raise SchemaMismatch(f"trees explain {ensemble.output_space}, the model scores "
-                                 f"{model.output_space}")
+        check_ensemble(ensemble, model)
         self._model = model
         self.output_space: OutputSpace = ensemble.output_space
         self._ensemble = calibrate_offset(ensemble, model, probe=probe)
@@ -127,6 +119,20 @@ class TreeEnsembleExplainer:
         return assemble_explanation(schema, outputs, classes, method=self.method,
                                     output_space=self.output_space, base_values=base,
                                     values=values, started=started)
+
+
+def check_ensemble(ensemble: TreeEnsemble, model: TreeInputModel) -> None:
+    """Raise SchemaMismatch unless the trees take the schema's inputs and give its outputs."""
+    schema = model.schema
+    if ensemble.n_features != len(schema.features):
+        raise SchemaMismatch(f"{ensemble.n_features} features in the trees, "
+                             f"{len(schema.features)} in the schema")
+    if ensemble.n_outputs != schema.n_outputs:
+        raise SchemaMismatch(f"{ensemble.n_outputs} tree outputs, {schema.n_outputs} "
+                             "model outputs")
+    if ensemble.output_space is not model.output_space:
+        raise SchemaMismatch(f"trees explain {ensemble.output_space}, the model scores "
+                             f"{model.output_space}")
 
 
 def calibrate_offset(ensemble: TreeEnsemble, model: TreeInputModel, *,

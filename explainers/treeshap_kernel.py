@@ -51,7 +51,7 @@ class TreeArrays(NamedTuple):
 
 
 @njit(cache=True, inline="always")
-def _next_node(node: int, value: float, trees: TreeArrays) -> int:
+def next_node(node: int, value: float, trees: TreeArrays) -> int:
     start = trees.category_starts[node]
     if start >= 0:
         # LightGBM's categorical decision: missing and negative codes go right
@@ -76,7 +76,7 @@ def _next_node(node: int, value: float, trees: TreeArrays) -> int:
     return int(trees.right[node])
 
 
-class _Path(NamedTuple):
+class PathBuffers(NamedTuple):
     """The unique feature path of Algorithm 2, one segment per visited depth."""
 
     features: np.ndarray  # int32, feature split on (-1 for the root element)
@@ -85,7 +85,7 @@ class _Path(NamedTuple):
     weights: np.ndarray  # permutation weights
 
 
-class _Frames(NamedTuple):
+class FrameStack(NamedTuple):
     """Pending visits of the depth-first walk (numba cannot cache recursive functions)."""
 
     nodes: np.ndarray
@@ -97,7 +97,7 @@ class _Frames(NamedTuple):
 
 
 @njit(cache=True)
-def _extend(path: _Path, off: int, depth: int, zero_fraction: float, one_fraction: float,
+def _extend(path: PathBuffers, off: int, depth: int, zero_fraction: float, one_fraction: float,
             feature: int) -> None:
     w = path.weights
     path.features[off + depth] = feature
@@ -110,7 +110,7 @@ def _extend(path: _Path, off: int, depth: int, zero_fraction: float, one_fractio
 
 
 @njit(cache=True)
-def _unwind(path: _Path, off: int, depth: int, index: int) -> None:
+def _unwind(path: PathBuffers, off: int, depth: int, index: int) -> None:
     w = path.weights
     one_fraction = path.ones[off + index]
     zero_fraction = path.zeros[off + index]
@@ -129,7 +129,7 @@ def _unwind(path: _Path, off: int, depth: int, index: int) -> None:
 
 
 @njit(cache=True)
-def _unwound_sum(path: _Path, off: int, depth: int, index: int) -> float:
+def _unwound_sum(path: PathBuffers, off: int, depth: int, index: int) -> float:
     w = path.weights
     one_fraction = path.ones[off + index]
     zero_fraction = path.zeros[off + index]
@@ -146,7 +146,7 @@ def _unwound_sum(path: _Path, off: int, depth: int, index: int) -> float:
 
 
 @njit(cache=True)
-def _copy_parent(path: _Path, parent_off: int, off: int, depth: int) -> None:
+def _copy_parent(path: PathBuffers, parent_off: int, off: int, depth: int) -> None:
     for i in range(depth):
         path.features[off + i] = path.features[parent_off + i]
         path.zeros[off + i] = path.zeros[parent_off + i]
@@ -155,14 +155,14 @@ def _copy_parent(path: _Path, parent_off: int, off: int, depth: int) -> None:
 
 
 @njit(cache=True)
-def _add_leaf(phi: np.ndarray, path: _Path, off: int, depth: int, leaf_value: float) -> None:
+def _add_leaf(phi: np.ndarray, path: PathBuffers, off: int, depth: int, leaf_value: float) -> None:
     for i in range(1, depth + 1):
         w = _unwound_sum(path, off, depth, i)
         phi[path.features[off + i]] += w * (path.ones[off + i] - path.zeros[off + i]) * leaf_value
 
 
 @njit(cache=True)
-def _push(frames: _Frames, top: int, node: int, parent_off: int, depth: int,
+def _push(frames: FrameStack, top: int, node: int, parent_off: int, depth: int,
           zero_fraction: float, one_fraction: float, feature: int) -> int:
     frames.nodes[top] = node
     frames.parent_offs[top] = parent_off
@@ -174,8 +174,8 @@ def _push(frames: _Frames, top: int, node: int, parent_off: int, depth: int,
 
 
 @njit(cache=True)
-def _explain_tree(root: int, x: np.ndarray, phi: np.ndarray, trees: TreeArrays,
-                  values: np.ndarray, path: _Path, frames: _Frames) -> None:
+def explain_tree(root: int, x: np.ndarray, phi: np.ndarray, trees: TreeArrays,
+                  values: np.ndarray, path: PathBuffers, frames: FrameStack) -> None:
     # Algorithm 2 with an explicit stack. Each visit works on its own copy of the path,
     # stacked after its parent's; a pending cold child still finds its parent's copy
     # intact because the hot subtree only writes above it.
@@ -192,7 +192,7 @@ def _explain_tree(root: int, x: np.ndarray, phi: np.ndarray, trees: TreeArrays,
             continue
 
         split = trees.features[node]
-        hot = _next_node(node, x[split], trees)
+        hot = next_node(node, x[split], trees)
         cold = trees.right[node] if hot == trees.left[node] else trees.left[node]
         incoming_zero = 1.0
         incoming_one = 1.0
@@ -219,15 +219,15 @@ def _explain_row(x: np.ndarray, phi: np.ndarray, roots: np.ndarray, trees: TreeA
                  values: np.ndarray, max_depth: int) -> None:
     # (D+2)(D+3)/2 holds one path segment per depth of a depth-D tree (Lundberg et al.)
     size = (max_depth + 2) * (max_depth + 3) // 2 + 1
-    path = _Path(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float64),
+    path = PathBuffers(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float64),
                  np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64))
     # the walk keeps at most one pending sibling per depth
     n_frames = 2 * max_depth + 4
-    frames = _Frames(np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.int64),
+    frames = FrameStack(np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.int64),
                      np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.float64),
                      np.empty(n_frames, dtype=np.float64), np.empty(n_frames, dtype=np.int64))
     for t in range(roots.shape[0]):
-        _explain_tree(roots[t], x, phi, trees, values, path, frames)
+        explain_tree(roots[t], x, phi, trees, values, path, frames)
 
 
 @njit(cache=True)
@@ -308,7 +308,7 @@ def _predict(X: np.ndarray, roots: np.ndarray, trees: TreeArrays,
         for t in range(roots.shape[0]):
             node = roots[t]
             while trees.left[node] >= 0:
-                node = _next_node(node, X[i, trees.features[node]], trees)
+                node = next_node(node, X[i, trees.features[node]], trees)
             out[i] += values[node]
     return out
 

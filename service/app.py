@@ -12,20 +12,49 @@ from fastapi import FastAPI
 
 from explainers.errors import ExplainerError
 from service.auth import ApiKeyTable
+from service.drift.metrics import DriftMetrics
+from service.drift.tasks import start_drift_tasks, stop_drift_tasks
+from service.drift.windows import DriftWindows
 from service.errors import ServiceError, StartupRefused
+from service.incidents.background import start_incident_tasks, stop_incident_tasks
+from service.incidents.state import IncidentMetrics, IncidentRuntime
+from service.keys_cli import master_key_of
+from service.log_format import TraceContextMiddleware
 from service.metrics import Metrics
 from service.model_loader import ModelLoader
 from service.problems import install_problem_handlers
-from service.routes import explanations, health, models, predictions, traces
+from service.routes import (
+    drift,
+    explanations,
+    health,
+    incidents,
+    labels,
+    models,
+    policies,
+    predictions,
+    traces,
+)
 from service.runtime import Runtime
-from service.sampling.policy import DefaultPolicy
+from service.sampling.engine import build_sampling_engine
+from service.scale_out import open_scale_out
+from service.scale_out_tasks import scale_out_tasks
+from service.security import install_security
 from service.settings import Settings
 from service.trace_builder import TraceOptions
+from service.ui.routes import router as ui_router
 from storage.artifact_factory import open_artifact_store
+from storage.audit_factory import open_audit_log
 from storage.catalog import ModelCatalog
 from storage.crypto import InputSealer
+from storage.drift_factory import open_drift_store
 from storage.errors import StorageError
-from storage.keyring import Keyring, create_keyring_file, load_keyring
+from storage.incident_factory import open_incident_store
+from storage.keyring import (
+    Keyring,
+    create_keyring_file,
+    load_keyring,
+    parse_keyring,
+)
 from storage.protocols import ExpiringStore
 from storage.trace_factory import open_trace_store
 
@@ -34,11 +63,16 @@ logger = logging.getLogger(__name__)
 
 def load_or_create_keyring(settings: Settings) -> Keyring:
     """Read the configured keyring; the embedded mode generates one in data_dir."""
+    master = master_key_of(settings)
     if settings.keyring is not None:
-        return load_keyring(settings.keyring)
+        return load_keyring(settings.keyring, master_key=master)
+    if settings.keyring_data is not None:
+        return parse_keyring(settings.keyring_data.get_secret_value(),
+                             source="WHYLENS_KEYRING_DATA", master_key=master)
     if settings.traces is not None and not settings.traces.startswith("sqlite"):
-        raise StartupRefused("WHYLENS_KEYRING is required with a shared trace store: replicas "
-                             "must seal and pseudonymise with the same keys")
+        raise StartupRefused("WHYLENS_KEYRING (or WHYLENS_KEYRING_DATA) is required with a "
+                             "shared trace store: replicas must seal and pseudonymise with "
+                             "the same keys")
     path = settings.data_dir / "keyring.yaml"
     if not path.exists():
         create_keyring_file(path)
@@ -58,9 +92,9 @@ def api_key_table(settings: Settings) -> ApiKeyTable | None:
     raise StartupRefused("set WHYLENS_API_KEYS (hashed keys and roles) or WHYLENS_AUTH=off")
 
 
-async def build_runtime(settings: Settings) -> Runtime:
-    """Open stores, load keys and build the model loader."""
-    api_keys = api_key_table(settings)
+async def build_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
+    """Open stores, load keys and build the model loader (`serving=False`: no API keys)."""
+    api_keys = api_key_table(settings) if serving else None
     keyring = load_or_create_keyring(settings)
     store = open_artifact_store(settings.artifacts_uri, s3_endpoint_url=settings.s3_endpoint_url)
     trusted = [path.read_bytes() for path in settings.trusted_keys]
@@ -71,15 +105,25 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     loader = ModelLoader(catalog, hmac_key=keyring.active("hmac").secret,
                          alias_ttl_s=settings.explain.alias_refresh_s,
-                         background_rows=settings.explain.background_rows)
-    sampling = settings.sampling
+                         background_rows=settings.explain.background_rows,
+                         tree_kernel=settings.explain.tree_kernel)
+    metrics = Metrics()
+    scale_out = open_scale_out(settings, trace_store, metrics.registry)
+    drift_store = open_drift_store(settings.traces_url, key_prefix=settings.redis_key_prefix,
+                                   retention_s=settings.drift.retention_s)
     return Runtime(
-        settings=settings, loader=loader, traces=trace_store, records=trace_store,
+        settings=settings, loader=loader, traces=scale_out.store, records=scale_out.store,
         sealer=InputSealer(keyring),
-        policy=DefaultPolicy(sampling.rate, sampling.near_threshold,
-                             frozenset(sampling.always_cohorts)),
-        metrics=Metrics(), api_keys=api_keys,
-        trace_options=TraceOptions(settings.explain.top_k, settings.explain.mismatch_tolerance),
+        policy=build_sampling_engine(settings, store, metrics.registry),
+        incidents=IncidentRuntime(
+            open_incident_store(settings.traces_url, key_prefix=settings.redis_key_prefix),
+            trace_store, IncidentMetrics(metrics.registry)),
+        metrics=metrics, api_keys=api_keys, scale_out=scale_out,
+        trace_options=TraceOptions(settings.explain.top_k, settings.explain.mismatch_tolerance,
+                                   counterfactuals=settings.counterfactuals),
+        drift=DriftWindows(drift_store, settings.drift, DriftMetrics(metrics.registry)),
+        audit=open_audit_log(settings.traces_url, key_prefix=settings.redis_key_prefix,
+                             max_entries=settings.audit.max_entries),
     )
 
 
@@ -87,7 +131,7 @@ async def preload(runtime: Runtime) -> None:
     """Load the aliased versions now so the first request does not pay for it."""
     from explainers.registry import warm_up
 
-    await asyncio.to_thread(warm_up)
+    runtime.loader.kernel_warm_up_ms = await asyncio.to_thread(warm_up)
     try:
         names = await runtime.loader.catalog.list_models()
     except StorageError as exc:
@@ -125,18 +169,29 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(runtime.traces, ExpiringStore):
             purger = asyncio.create_task(
                 _purge_periodically(runtime.traces, settings.retention.purge_interval_s))
+        drift_tasks = start_drift_tasks(runtime)
+        incident_tasks = await start_incident_tasks(runtime)
         try:
-            yield
+            async with scale_out_tasks(runtime, explain_stream=settings.explain_mode == "queue"):
+                yield
         finally:
+            await stop_drift_tasks(drift_tasks)
+            await stop_incident_tasks(runtime, incident_tasks)
             if purger is not None:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
             await runtime.traces.close()
+            await runtime.drift.close()
+            await runtime.audit.close()
 
     app = FastAPI(title="whylens", version="1", lifespan=lifespan,
                   description="Explainability traces for production ML")
     install_problem_handlers(app)
-    for module in (predictions, explanations, traces, models, health):
+    install_security(app, settings.limits)
+    app.add_middleware(TraceContextMiddleware)
+    for module in (predictions, explanations, traces, models, health, drift, labels,
+                   incidents, policies):
         app.include_router(module.router)
+    app.include_router(ui_router)  # triage pages under /ui/ (docs/ui.md)
     return app

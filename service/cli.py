@@ -12,7 +12,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.errors import ServiceError
+from service.keys_cli import add_keys_parser, run_keys
+from service.log_format import configure_logging
+from service.sampling.cli import add_policy_parser, run_policy
 from service.settings import Settings
+from service.worker.cli import add_worker_parsers, run_dead_letters, run_worker_command
 from storage.errors import StorageError
 
 logger = logging.getLogger("whylens")
@@ -47,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+
+    add_keys_parser(commands)
+    add_worker_parsers(commands)
+    add_policy_parser(commands)
 
     demo = commands.add_parser("demo", help="embedded demo: model, service and traffic")
     demo.add_argument("--host", default="127.0.0.1")
@@ -96,8 +104,9 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     api_key_table(settings)  # refuse to start before binding the port
+    # log_config=None: uvicorn's own loggers go through ours (WHYLENS_LOG_FORMAT).
     uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                log_level=settings.log_level.lower(), access_log=False)
+                log_level=settings.log_level.lower(), access_log=False, log_config=None)
     return 0
 
 
@@ -108,8 +117,25 @@ def _run_demo(args: argparse.Namespace) -> int:
                     serve=not args.no_serve)
 
 
+def _run_keys(args: argparse.Namespace) -> int:
+    return run_keys(args, Settings())
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    return run_worker_command(args, Settings())
+
+
+def _run_dead_letters(args: argparse.Namespace) -> int:
+    return run_dead_letters(args, Settings())
+
+
+def _run_policy(args: argparse.Namespace) -> int:
+    return run_policy(args, Settings())
+
+
 COMMANDS = {"publish": _run_publish, "promote": _run_promote, "serve": _run_serve,
-            "demo": _run_demo}
+            "demo": _run_demo, "keys": _run_keys, "worker": _run_worker,
+            "dead-letters": _run_dead_letters, "policy": _run_policy}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,8 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"whylens: invalid WHYLENS_* settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return int(COMMANDS[args.command](args))
     except (ServiceError, StorageError) as exc:

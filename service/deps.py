@@ -22,17 +22,37 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def require(role: Role) -> Callable[..., Awaitable[Caller]]:
-    """Build a dependency that authenticates the caller and checks one role."""
+async def authenticate(
+    request: Request, runtime: RuntimeDep,
+    # Described once as security schemes in the OpenAPI document (service/security.py).
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    """Return the caller of a valid key (no role checked); 401 problem otherwise.
 
-    async def dependency(
-        runtime: RuntimeDep,
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header()] = None,
-    ) -> Caller:
-        if runtime.api_keys is None:
-            return ANONYMOUS_ADMIN
+    The caller's name is left on the request state for the audit middleware.
+    """
+    if runtime.api_keys is None:
+        caller = ANONYMOUS_ADMIN
+    else:
         caller = runtime.api_keys.authenticate(presented_key(authorization, x_api_key))
+    request.state.whylens_caller = caller.name
+    return caller
+
+
+AnyCaller = Annotated[Caller, Depends(authenticate)]
+
+
+def require(role: Role) -> Callable[..., Awaitable[Caller]]:
+    """Build a dependency that authenticates the caller and checks one role.
+
+    Admin endpoints are marked on the request state, so the audit middleware records
+    every call to them (including refused ones) once the answer is known.
+    """
+
+    async def dependency(request: Request, caller: AnyCaller) -> Caller:
+        if role == "admin":
+            request.state.whylens_audit = "admin"
         caller.require(role)
         return caller
 
@@ -41,6 +61,7 @@ def require(role: Role) -> Callable[..., Awaitable[Caller]]:
 
 IngestCaller = Annotated[Caller, Depends(require("ingest"))]
 ReadCaller = Annotated[Caller, Depends(require("read"))]
+AuditCaller = Annotated[Caller, Depends(require("audit"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]
 
 

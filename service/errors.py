@@ -107,3 +107,72 @@ class StartupRefused(ServiceError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class InputsExpired(ServiceError):
+    """The record's sealed raw inputs are past their retention (the log entry remains)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"the raw inputs of request {request_id!r} are past retention")
+        self.request_id = request_id
+
+
+class HeadersTooLarge(ServiceError):
+    """The request headers exceed the configured byte limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request headers exceed {limit} bytes")
+        self.limit = limit
+
+
+class KeyringChangeRefused(ServiceError):
+    """A `whylens keys` change would lose access to data or break the keyring."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PolicyUnreadable(ServiceError):
+    """A published sampling policy cannot be parsed (edited by hand in the bucket?)."""
+
+    def __init__(self, model: str, key: str, reason: str) -> None:
+        super().__init__(f"sampling policy of {model!r} at {key} is unreadable: {reason}")
+        self.model = model
+        self.key = key
+        self.reason = reason
+
+
+class IncidentNotFound(ServiceError):
+    """No incident with this ID."""
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"no incident {incident_id!r}")
+        self.incident_id = incident_id
+
+
+class IncidentExists(ServiceError):
+    """An incident with this ID is already open or closed."""
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"incident {incident_id!r} already exists")
+        self.incident_id = incident_id
+
+
+class ExportRetryable(ServiceError):
+    """An export target failed in a way worth retrying (timeout, 5xx, 429)."""
+
+    def __init__(self, target: str, reason: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(f"{target}: {reason}")
+        self.target = target
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class ExportRejected(ServiceError):
+    """An export target refused the export for good (credentials, a 4xx, no target)."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"{target}: {reason}")
+        self.target = target
+        self.reason = reason

@@ -7,18 +7,30 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
 from explainers.errors import ExplainerError
-from service.errors import FieldError, ModelUnknown, RecordInvalid, VersionUnknown
+from service.errors import (
+    FieldError,
+    InputsExpired,
+    ModelUnknown,
+    RecordInvalid,
+    VersionUnknown,
+)
+from service.explain_queue import enqueue_explanations
+from service.incidents.linking import link_incident_mode_traces
 from service.model_loader import ReadyModel
+from service.retention import retention_for
 from service.runtime import Runtime
+from service.sampling.policy import SamplingDecision, decision_fields, sampling_label
+from service.sampling.trace_fields import trace_request_fields
+from service.spooling import spool_records
 from service.trace_builder import TraceRequest, build_traces, iso_ms
 from service.validation import Envelope, check_features, parse_envelope
 from storage.errors import StoreUnavailable
-from storage.records import StoredRecord
+from storage.records import StoredRecord, StoredTrace
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +45,8 @@ class RecordOutcome:
     reason: str | None = None
     duplicate: bool = False
     errors: list[FieldError] = field(default_factory=list)
+    deferred: bool = False
+    spooled: bool = False
 
     def as_json(self) -> dict[str, object]:
         """Render the per-record answer of the API."""
@@ -45,6 +59,10 @@ class RecordOutcome:
         }
         if self.duplicate:
             body["duplicate"] = True
+        if self.deferred:
+            body["deferred"] = True
+        if self.spooled:
+            body["spooled"] = True
         if self.errors:
             body["errors"] = [{"field": e.field, "message": e.message} for e in self.errors]
         return body
@@ -58,6 +76,7 @@ class _Accepted:
     sampled: bool
     reason: str | None
     policy: str
+    decision: SamplingDecision | None = None
 
 
 def now_ms() -> int:
@@ -94,10 +113,10 @@ async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
                                             errors=result)
             continue
         envelope, ready = result
-        decision = runtime.policy.decide(envelope.request_id, envelope.prediction,
-                                         envelope.context)
+        await runtime.policy.ensure_loaded(ready.manifest.name)
+        decision = runtime.policy.decide(envelope, ready.manifest.name, ready.manifest.version)
         accepted.append(_Accepted(index, envelope, ready, decision.sampled, decision.reason,
-                                  decision.policy))
+                                  decision.policy, decision))
     rejected = sum(1 for o in outcomes if o is not None)
     if rejected and not batch:
         first = outcomes[0]
@@ -140,13 +159,17 @@ def _stored_record(runtime: Runtime, item: _Accepted, received_ms: int) -> Store
         "context": envelope.context, "sampled": item.sampled, "reason": item.reason,
         "policy": item.policy,
     }
+    if item.decision is not None:
+        body.update(decision_fields(item.decision))
     sealed = runtime.sealer.seal(orjson.dumps(envelope.features),
                                  request_id=envelope.request_id)
+    retention = retention_for(runtime.settings.retention, item.ready.manifest)
     return StoredRecord(
         request_id=envelope.request_id, model=item.ready.manifest.name,
         version=item.ready.manifest.version, event_ms=envelope.event_ms,
         received_ms=received_ms, sampled=item.sampled, reason=item.reason,
         body=orjson.dumps(body), sealed_inputs=sealed,
+        ttl_s=retention.records_s, inputs_ttl_s=retention.inputs_s,
     )
 
 
@@ -158,27 +181,42 @@ async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
         existing = await runtime.records.add_records(stored)
     except StoreUnavailable:
         runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
-        raise
+        # Outage: keep the records in the local spool (replayed later) or answer 503.
+        if force_explain or not await spool_records(runtime, stored):
+            raise
+        for item in accepted:
+            outcomes[item.index] = RecordOutcome(
+                item.envelope.request_id, True, item.sampled, item.reason, spooled=True,
+                deferred=item.decision is not None and item.decision.deferred)
+        return {}
+    # Every new record (sampled or not) counts in the live drift windows; duplicates don't.
+    await runtime.drift.record([(item.ready, item.envelope)
+                                for item, earlier in zip(accepted, existing, strict=True)
+                                if earlier is None])
     to_explain: list[_Accepted] = []
     for item, earlier in zip(accepted, existing, strict=True):
         rid = item.envelope.request_id
         if earlier is None:
-            outcomes[item.index] = RecordOutcome(rid, True, item.sampled, item.reason)
+            outcomes[item.index] = RecordOutcome(
+                rid, True, item.sampled, item.reason,
+                deferred=item.decision is not None and item.decision.deferred)
             if item.sampled or force_explain:
                 to_explain.append(item)
             continue
         # The first decision stands; a sampled duplicate whose trace was lost (store
         # failure between the two writes) is explained again so retries heal it.
         outcomes[item.index] = RecordOutcome(rid, True, earlier.sampled, earlier.reason,
-                                             duplicate=True)
+                                             duplicate=True, deferred=earlier.deferred)
         if (earlier.sampled or force_explain) and await runtime.traces.get_trace(rid) is None:
             replay = await replay_envelope(runtime, earlier)
             to_explain.append(_Accepted(item.index, replay, item.ready, earlier.sampled,
                                         earlier.reason, item.policy))
     if not to_explain:
         return {}
-    return await explain_and_store(runtime, to_explain_requests(to_explain, received_ms),
-                                   strict=force_explain)
+    requests = to_explain_requests(to_explain, received_ms)
+    if not force_explain and await enqueue_explanations(runtime, requests):
+        return {}
+    return await explain_and_store(runtime, requests, strict=force_explain)
 
 
 def to_explain_requests(items: list[_Accepted],
@@ -186,7 +224,7 @@ def to_explain_requests(items: list[_Accepted],
     """Pair each record to explain with its model and reason."""
     return [
         (item.ready, TraceRequest(item.envelope, item.reason or "on_demand", item.policy,
-                                  received_ms))
+                                  received_ms, **trace_request_fields(item.decision)))
         for item in items
     ]
 
@@ -204,7 +242,7 @@ async def explain_and_store(runtime: Runtime, requests: list[tuple[ReadyModel, T
         key = (ready.manifest.name, ready.manifest.version)
         groups[key].append(request)
         models[key] = ready
-    traces = []
+    traces: list[StoredTrace] = []
     for key, group in groups.items():
         ready = models[key]
         started = time.perf_counter()
@@ -219,19 +257,25 @@ async def explain_and_store(runtime: Runtime, requests: list[tuple[ReadyModel, T
         method = ready.explainer.method
         runtime.metrics.explain_seconds.labels(method).observe(time.perf_counter() - started)
         runtime.metrics.explanations.labels(method).inc(len(group))
-        traces.extend(built)
+        traces_s = retention_for(runtime.settings.retention, ready.manifest).traces_s
+        traces.extend(replace(trace, ttl_s=traces_s) for trace in built)
     if traces:
         try:
             await runtime.traces.put_traces(traces)
         except StoreUnavailable:
             runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
             raise
+        # Linked traces are held past retention and listed on their incidents.
+        await link_incident_mode_traces(runtime, {t.request_id: t.incidents for t in traces
+                                                  if t.incidents})
     return {t.request_id: t.body for t in traces}
 
 
 async def replay_envelope(runtime: Runtime, record: StoredRecord) -> Envelope:
     """Rebuild a logged record's envelope from its log entry and sealed inputs."""
     body = orjson.loads(record.body)
+    if not record.sealed_inputs:
+        raise InputsExpired(record.request_id)
     features = orjson.loads(runtime.sealer.open(record.sealed_inputs,
                                                 request_id=record.request_id))
     return Envelope(
@@ -247,7 +291,8 @@ def _count(runtime: Runtime, accepted: list[_Accepted],
     metrics = runtime.metrics
     for item in accepted:
         model = item.ready.manifest.name
-        metrics.sampling.labels(model, item.reason or "not_sampled").inc()
+        metrics.sampling.labels(model, sampling_label(item.sampled, item.reason,
+                                                      item.decision)).inc()
         metrics.records.labels(model, "accepted").inc()
     rejected = sum(1 for o in outcomes if o is not None and not o.accepted)
     if rejected:

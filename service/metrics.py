@@ -35,6 +35,13 @@ class Metrics:
         self.unmask_reads = Counter(
             "whylens_unmask_reads_total", "Audited reads of unmasked traces",
             registry=self.registry)
+        self.audit_events = Counter(
+            "whylens_audit_events_total", "Entries appended to the audit log, by action",
+            ["action"], registry=self.registry)
+        self.audit_failures = Counter(
+            "whylens_audit_failures_total",
+            "Admin calls whose audit entry could not be written (the call had happened)",
+            registry=self.registry)
 
     def render(self) -> bytes:
         """Return the text exposition format."""

@@ -42,10 +42,36 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 RECORD_OR_BATCH_BODY = _body({"oneOf": [RECORD_SCHEMA, BATCH_SCHEMA]})
+COUNTERFACTUALS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Per-call counterfactual overrides (docs/counterfactuals.md)",
+    "properties": {
+        "target": {"type": "object", "additionalProperties": False,
+                   "properties": {"label": _SCALAR, "min": {"type": "number"},
+                                  "max": {"type": "number"}}},
+        "immutable": {"type": "array", "items": {"type": "string"}},
+        "mutable": {"type": "array", "items": {"type": "string"}},
+        "ranges": {"type": "object", "additionalProperties": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"min": {"type": "number"}, "max": {"type": "number"}}}},
+        "categories": {"type": "object", "additionalProperties": {"type": "array",
+                                                                 "items": _SCALAR}},
+        "directions": {"type": "object", "additionalProperties": {
+            "enum": ["any", "increase", "decrease"]}},
+        "constraints": {"type": "array", "items": {"type": "string"},
+                        "examples": [["debt <= credit_limit"]]},
+        "weights": {"type": "object", "additionalProperties": {"type": "number"}},
+        "max_changes": {"type": "integer", "minimum": 1},
+    },
+}
+
 EXPLAIN_BODY = _body({
     "oneOf": [
         {"type": "object", "required": ["request_id"], "additionalProperties": False,
-         "properties": {"request_id": {"type": "string"}}},
-        RECORD_SCHEMA,
+         "properties": {"request_id": {"type": "string"},
+                        "counterfactuals": COUNTERFACTUALS_SCHEMA}},
+        {**RECORD_SCHEMA, "properties": {**RECORD_SCHEMA["properties"],
+                                         "counterfactuals": COUNTERFACTUALS_SCHEMA}},
     ]
 })

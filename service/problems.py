@@ -16,15 +16,22 @@ from service.errors import (
     AuthenticationMissing,
     BodyMalformed,
     BodyTooLarge,
+    HeadersTooLarge,
+    IncidentExists,
+    IncidentNotFound,
+    InputsExpired,
     ModelUnavailable,
     ModelUnknown,
+    PolicyUnreadable,
     RecordInvalid,
     RecordNotFound,
     RoleMissing,
     TraceNotFound,
     VersionUnknown,
 )
-from storage.errors import CursorInvalid, StorageError, StoreUnavailable
+from storage.crypto import SealBroken
+from storage.errors import CursorInvalid, SpoolFull, SpoolLocked, StorageError, StoreUnavailable
+from storage.keyring import KeyUnknown
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,15 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     RoleMissing: (403, "forbidden", "Role missing"),
     ModelUnavailable: (503, "model-unavailable", "Model version cannot be loaded"),
     StoreUnavailable: (503, "store-unavailable", "A backing store is unavailable"),
+    SpoolFull: (503, "spool-full", "Trace store unavailable and outage spool full"),
+    SpoolLocked: (503, "spool-unavailable", "Trace store unavailable and outage spool locked"),
+    InputsExpired: (410, "inputs-expired", "Raw inputs past retention"),
+    HeadersTooLarge: (431, "headers-too-large", "Request headers too large"),
+    KeyUnknown: (500, "sealed-inputs-unreadable", "Sealed inputs cannot be opened"),
+    SealBroken: (500, "sealed-inputs-unreadable", "Sealed inputs cannot be opened"),
+    IncidentNotFound: (404, "incident-not-found", "Incident not found"),
+    IncidentExists: (409, "incident-exists", "Incident already exists"),
+    PolicyUnreadable: (503, "policy-unreadable", "Published sampling policy is unreadable"),
 }
 
 
@@ -63,7 +79,7 @@ def problem_response(
 def _lookup(exc: Exception) -> tuple[int, str, str] | None:
     for cls in type(exc).__mro__:
         if cls in PROBLEMS:
-            return PROBLEMS[cls]  # type: ignore[index]
+            return PROBLEMS[cls]
     return None
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from explainers.counterfactual_types import parse_relation
 from explainers.drift_stats import FINE_BINS_PER_BIN, profile_categorical, profile_numeric
 from explainers.encoding import encode_frame
 from explainers.lightgbm_model import infer_lightgbm_schema
@@ -21,6 +22,7 @@ from explainers.registry import build_explainable
 from explainers.sklearn_schema import infer_sklearn_schema
 from explainers.types import FeatureKind, ModelSchema, Task
 from service.errors import FieldError, RecordInvalid
+from service.retention import read_retention_overrides
 from service.settings import Settings
 from storage.artifact_factory import open_artifact_store
 from storage.catalog import ModelCatalog
@@ -85,6 +87,26 @@ def read_feature_overrides(path: Path | None) -> dict[str, dict[str, Any]]:
                                             "not a manifest feature field")])
         overrides[entry["name"]] = {k: v for k, v in entry.items() if k != "name"}
     return overrides
+
+
+def read_constraints(path: Path | None, schema: ModelSchema) -> list[str]:
+    """Read FEATURES.yaml's `constraints:` list (`debt <= credit_limit`, numeric features)."""
+    if path is None:
+        return []
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    entries = doc.get("constraints", []) if isinstance(doc, dict) else []
+    if not isinstance(entries, list):
+        raise RecordInvalid([FieldError("constraints", "expected a list")])
+    numeric = {f.name for f in schema.features if f.kind is FeatureKind.NUMERIC}
+    for index, entry in enumerate(entries):
+        try:
+            relation = parse_relation(entry if isinstance(entry, str) else "")
+        except ValueError as exc:
+            raise RecordInvalid([FieldError(f"constraints[{index}]", str(exc))]) from None
+        if not {relation.left, relation.right} <= numeric or relation.left == relation.right:
+            raise RecordInvalid([FieldError(f"constraints[{index}]",
+                                            "needs two different numeric model inputs")])
+    return list(entries)
 
 
 def load_model_file(path: Path) -> tuple[str, object, bytes, str]:
@@ -225,7 +247,7 @@ def build_publication(
     scores = explainable.model.predict(encode_frame(sample, schema)).scores
     background = frame.sample(min(len(frame), BACKGROUND_ROWS), random_state=1)
     train_digest = hashlib.sha256(request.train_path.read_bytes()).hexdigest()
-    fields = {
+    fields: dict[str, Any] = {
         "name": request.name, "version": request.version, "flavor": flavor,
         "task": schema.task.value,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -234,9 +256,13 @@ def build_publication(
         "rollback_to": request.rollback_to, "classes": list(schema.classes),
         "features": features, "baseline": _baseline(schema, frame, scores, request.bins),
         "files": {}, "drift": read_drift_overrides(request.features_path),
+        "retention": read_retention_overrides(request.features_path),
+        "constraints": read_constraints(request.features_path, schema),
     }
     if labels is not None and schema.task is Task.BINARY:
-        fields["baseline"] = fields["baseline"].model_copy(
+        baseline = fields["baseline"]
+        assert isinstance(baseline, Baseline)
+        fields["baseline"] = baseline.model_copy(
             update={"label_rate": label_rate(labels, tuple(schema.classes))})
     files = {"model": (model_file, model_bytes),
              "background": ("background.parquet", serialize_background(background))}

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import orjson
 
+from explainers.prediction_links import predict_and_explain
 from explainers.types import Explanation, Predictions, Task
+from service.counterfactuals import CounterfactualAsk, counterfactual_sections, sampled_ask
 from service.model_loader import ReadyModel
+from service.settings import CounterfactualSettings
 from service.validation import Envelope
 from storage.records import StoredTrace
 
@@ -27,6 +30,10 @@ class TraceRequest:
     reason: str
     policy: str
     received_ms: int
+    counterfactuals: CounterfactualAsk | None = None
+    """Counterfactuals asked by the caller (None: the model's sampled default, if any)."""
+    incidents: tuple[str, ...] = ()
+    """Incidents the trace is linked to when stored (incident mode, attach, backfill)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,7 @@ class TraceOptions:
 
     top_k: int
     mismatch_tolerance: float
+    counterfactuals: CounterfactualSettings = field(default_factory=CounterfactualSettings)
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -48,18 +56,24 @@ def build_traces(ready: ReadyModel, requests: Sequence[TraceRequest],
     """Score and explain the records in one batch and render their masked traces."""
     started = time.perf_counter()
     matrix = ready.encoder.encode([r.envelope.features for r in requests])
-    predictions = ready.model.predict(matrix)
-    explanation = ready.explainer.explain(matrix)
+    # one model call where the explainer can share it (its additivity check needs one)
+    predictions, explanation = predict_and_explain(ready.model, ready.explainer, matrix)
     per_row_ms = (time.perf_counter() - started) * 1000 / max(len(requests), 1)
     traces = []
     for i, request in enumerate(requests):
         document = _trace_document(ready, request, i, predictions, explanation, options,
                                    per_row_ms)
+        ask = request.counterfactuals or sampled_ask(ready, options.counterfactuals)
+        if ask is not None:
+            document.update(counterfactual_sections(
+                ready, matrix[i], ask, features=request.envelope.features,
+                prediction=request.envelope.prediction, settings=options.counterfactuals))
         traces.append(StoredTrace(
             request_id=request.envelope.request_id, model=ready.manifest.name,
             version=ready.manifest.version, reason=request.reason,
             event_ms=request.envelope.event_ms,
             body=orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY),
+            incidents=request.incidents,
         ))
     return traces
 
@@ -110,7 +124,7 @@ def _trace_document(ready: ReadyModel, request: TraceRequest, i: int, prediction
         "sampling": {"reason": request.reason, "policy": request.policy},
         "explanation": block,
         "counterfactuals": [],
-        "incidents": [],
+        "incidents": list(request.incidents),
     }
 
 

@@ -14,6 +14,7 @@ from storage.manifest import Manifest
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _CONTEXT_KEYS = 32
+_UNKNOWN_LISTED = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ def parse_envelope(
 def _check_prediction(prediction: object, path: str) -> list[FieldError]:
     if not isinstance(prediction, dict):
         return [FieldError(path, "required: an object with score or label")]
-    errors = []
+    errors: list[FieldError] = []
     unknown = [k for k in prediction if k not in ("score", "label", "threshold")]
     errors.extend(FieldError(f"{path}.{k}", "unknown field") for k in unknown)
     if "score" not in prediction and "label" not in prediction:
@@ -143,6 +144,11 @@ def _parse_time(value: object) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+def parse_time(value: object) -> int | None:
+    """Parse an ISO 8601 date-time (naive = UTC) to epoch ms; None when it is not one."""
+    return _parse_time(value)
 
 
 def feature_rules(manifest: Manifest) -> tuple[FeatureRule, ...]:
@@ -182,8 +188,13 @@ def check_features(
             errors.append(FieldError(f"{prefix}.{rule.name}", "expected a finite number"))
     if errors or len(features) != len(rules):
         names = {r.name for r in rules}
+        unknown = [name for name in features if name not in names]
+        # Names are shortened and listed up to a bound: an answer never grows with junk.
         errors.extend(
             FieldError(f"{prefix}.{name[:64]}", f"not a feature of {model_label}")
-            for name in features if name not in names
+            for name in unknown[:_UNKNOWN_LISTED]
         )
+        if len(unknown) > _UNKNOWN_LISTED:
+            errors.append(FieldError(prefix, f"{len(unknown) - _UNKNOWN_LISTED} more names "
+                                             f"that are not features of {model_label}"))
     return errors

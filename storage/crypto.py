@@ -39,6 +39,11 @@ class InputSealer:
         self._active = AESGCM(active.secret)
         self._openers: dict[str, AESGCM] = {}
 
+    @property
+    def active_key_id(self) -> str:
+        """Id of the key new envelopes are sealed with."""
+        return self._active_id.decode()
+
     def seal(self, plaintext: bytes, *, request_id: str) -> bytes:
         """Encrypt under the active key."""
         nonce = os.urandom(_NONCE_BYTES)

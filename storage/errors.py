@@ -140,3 +140,22 @@ class AliasInvalid(StorageError):
         self.name = name
         self.alias = alias
         self.reason = reason
+
+
+class SpoolFull(StorageError):
+    """The outage spool reached its size cap: records are refused, never dropped silently."""
+
+    def __init__(self, path: str, max_bytes: int) -> None:
+        super().__init__(f"the outage spool {path} is full ({max_bytes} bytes) while the "
+                         "trace store is unavailable")
+        self.path = path
+        self.max_bytes = max_bytes
+
+
+class SpoolLocked(StorageError):
+    """Another process holds the outage spool (each replica needs its own spool folder)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"the outage spool {path} is locked by another process; give each "
+                         "replica its own WHYLENS_SPOOL__DIR")
+        self.path = path

@@ -48,6 +48,10 @@ class NumericBaseline(_Strict):
     min: float
     max: float
     missing_rate: float
+    fine_edges: list[float] | None = None
+    """Finer quantile edges (a superset of `edges`) that live drift windows count on."""
+    fine_proportions: list[float] | None = None
+    """Share of non-missing training rows per fine bin."""
 
 
 class CategoricalBaseline(_Strict):
@@ -67,6 +71,11 @@ class ScoreBaseline(_Strict):
 
     edges: list[float]
     proportions: list[float]
+    fine_edges: list[float] | None = None
+    """Finer edges (a superset of `edges`) that live drift windows count scores on."""
+    fine_proportions: list[float] | None = None
+    mean: float | None = None
+    std: float | None = None
 
 
 class Baseline(_Strict):
@@ -75,6 +84,40 @@ class Baseline(_Strict):
     rows: int
     features: dict[str, FeatureBaseline]
     score: ScoreBaseline
+    label_rate: float | None = None
+    """Share of positive labels in the training data (binary models published with --label)."""
+
+
+class DriftOverrides(_Strict):
+    """Per-model changes to the drift status thresholds (unset fields keep the default)."""
+
+    psi_warn: float | None = Field(default=None, ge=0)
+    psi_drift: float | None = Field(default=None, ge=0)
+    wasserstein_warn: float | None = Field(default=None, ge=0)
+    wasserstein_drift: float | None = Field(default=None, ge=0)
+    missing_warn: float | None = Field(default=None, ge=0, le=1)
+    missing_drift: float | None = Field(default=None, ge=0, le=1)
+    out_of_range_warn: float | None = Field(default=None, ge=0, le=1)
+    out_of_range_drift: float | None = Field(default=None, ge=0, le=1)
+    label_rate_warn: float | None = Field(default=None, ge=0, le=1)
+    label_rate_drift: float | None = Field(default=None, ge=0, le=1)
+    ece_warn: float | None = Field(default=None, ge=0, le=1)
+    ece_drift: float | None = Field(default=None, ge=0, le=1)
+    alpha: float | None = Field(default=None, gt=0, le=1)
+    min_count: int | None = Field(default=None, ge=1)
+    min_labels: int | None = Field(default=None, ge=1)
+    stale_after_s: float | None = Field(default=None, gt=0)
+
+
+class RetentionOverrides(_Strict):
+    """How long this model's data is kept (unset fields keep the service's settings)."""
+
+    traces_s: int | None = Field(default=None, gt=0)
+    """Masked traces."""
+    records_s: int | None = Field(default=None, gt=0)
+    """The compact prediction log."""
+    inputs_s: int | None = Field(default=None, gt=0)
+    """Sealed raw inputs (never longer than the prediction log they belong to)."""
 
 
 class FileEntry(_Strict):
@@ -104,6 +147,13 @@ class Manifest(_Strict):
     baseline: Baseline
     files: dict[str, FileEntry]
     """Roles: `model` (model.txt or model.skops) and `background` (background.parquet)."""
+    drift: DriftOverrides | None = None
+    """Drift thresholds of this version (the `drift:` section of FEATURES.yaml)."""
+    retention: RetentionOverrides | None = None
+    """Retention of this version's data (the `retention:` section of FEATURES.yaml)."""
+    constraints: list[str] = Field(default_factory=list)
+    """Cross-feature counterfactual constraints such as `debt <= credit_limit` (the
+    `constraints:` list of FEATURES.yaml)."""
 
     def feature(self, name: str) -> FeatureManifest | None:
         """Return the feature named `name`, or None."""

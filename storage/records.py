@@ -23,6 +23,15 @@ class StoredRecord:
     reason: str | None
     body: bytes
     sealed_inputs: bytes
+    ttl_s: int | None = None
+    """Retention of the log entry (None: the store's default); a write-time setting."""
+    inputs_ttl_s: int | None = None
+    """Retention of `sealed_inputs`, at most `ttl_s` (None: as long as the log entry)."""
+
+    @property
+    def deferred(self) -> bool:
+        """The policy chose it but the explanation budget deferred it (a backfill candidate)."""
+        return not self.sampled and self.reason is not None
 
     def __repr__(self) -> str:
         return (
@@ -42,6 +51,8 @@ class StoredTrace:
     event_ms: int
     body: bytes
     incidents: tuple[str, ...] = ()
+    ttl_s: int | None = None
+    """Retention of the trace (None: the store's default); a write-time setting."""
 
     def __repr__(self) -> str:
         return (
@@ -74,4 +85,52 @@ class TracePage:
     """One page of search results and the cursor of the next one (None at the end)."""
 
     items: list[StoredTrace] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedInput:
+    """The sealed raw inputs of one logged record, as `scan_sealed_inputs` returns them."""
+
+    request_id: str
+    model: str
+    sealed: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPage:
+    """One page of a sealed-input scan and the cursor to resume from (None at the end)."""
+
+    items: list[SealedInput] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedUpdate:
+    """Replace `old` by `new` (compare-and-set: skipped when the stored bytes differ)."""
+
+    request_id: str
+    model: str
+    old: bytes = field(repr=False)
+    new: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """One model's logged records by event time, newest first (inclusive since, exclusive
+    until); `deferred_only` keeps records the budget deferred. `cursor` as in TraceQuery."""
+
+    model: str
+    since_ms: int | None = None
+    until_ms: int | None = None
+    deferred_only: bool = False
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    """One page of logged records and the cursor of the next one (None at the end)."""
+
+    items: list[StoredRecord] = field(default_factory=list)
     next_cursor: str | None = None

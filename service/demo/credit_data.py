@@ -74,7 +74,8 @@ def _default_label(frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
         + 0.2 * (frame["purpose"].astype(str).to_numpy() == "small_business")
         - 0.15 * np.log1p(frame["savings_balance"].to_numpy() / 1000)
     )
-    return (rng.random(len(frame)) < 1 / (1 + np.exp(-logit))).astype(int)
+    labels: np.ndarray = (rng.random(len(frame)) < 1 / (1 + np.exp(-logit))).astype(int)
+    return labels
 
 
 FEATURES_YAML = """\
@@ -85,4 +86,6 @@ features:
   - {name: age, immutable: true, direction: increase, min: 18, max: 100}
   - {name: has_cosigner, min: 0, max: 1}
   - {name: credit_history_months, immutable: true}
+constraints:
+  - debt <= credit_limit
 """

@@ -87,7 +87,7 @@ def _records(boosters: dict[str, lgb.Booster], n: int, run: str) -> list[dict[st
     canary = rng.random(n) < 0.1
     scores = {v: b.predict(features) for v, b in boosters.items()}
     now = time.time()
-    records = []
+    records: list[dict[str, object]] = []
     for i in range(n):
         version = "2" if canary[i] else "1"
         score = float(scores[version][i])
@@ -167,6 +167,11 @@ def run_demo(*, host: str, port: int, records: int, serve: bool) -> int:
         print(f"  curl -s '{base_url}/v1/traces?model={MODEL_NAME}&reason=canary&limit=5'")
         print(f"  curl -s {base_url}/v1/models/{MODEL_NAME}")
         print(f"  curl -s {base_url}/metrics | grep whylens_")
+        print("Triage pages (open in a browser):")
+        print(f"  {base_url}/ui/   (fleet: drift status and open incidents per model)")
+        print(f"  {base_url}/ui/models/{MODEL_NAME}   (drift heat map, scores, reasons)")
+        for rid in sampled[:2]:
+            print(f"  {base_url}/ui/traces/{rid}   (why this decision: waterfall)")
         if serve:
             print("\nserving until Ctrl-C")
         else:

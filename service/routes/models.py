@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from explainers.tree import LightGBMTreeExplainer
+from explainers.tree_linear import LinearTreeExplainer
 from service.deps import ReadCaller, RuntimeDep
 from service.errors import ModelUnknown
 
@@ -54,5 +56,28 @@ async def get_version(name: str, version: str, runtime: RuntimeDep,
         "aliases": sorted(a for a, v in aliases.items() if v == resolved),
         "explainer": {"method": ready.explainer.method,
                       "output_space": ready.explainer.output_space.value,
-                      "load_ms": round(ready.load_ms, 1)},
+                      "load_ms": round(ready.load_ms, 1),
+                      "kernel_warm_up_ms": _rounded(runtime.loader.kernel_warm_up_ms),
+                      **tree_kernel_fields(ready.explainer)},
+    }
+
+
+def _rounded(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 1)
+
+
+def tree_kernel_fields(explainer: object) -> dict[str, Any]:
+    """Kernel, memory and warm-up of a TreeSHAP explainer (nothing for the others)."""
+    if isinstance(explainer, LightGBMTreeExplainer):
+        return {"kernel": "lightgbm_pred_contrib"}
+    if not isinstance(explainer, LinearTreeExplainer):
+        return {}
+    return {
+        "kernel": explainer.kernel,
+        "memory_bytes": explainer.memory_bytes,
+        "memory_budget_bytes": explainer.memory_budget_bytes,
+        "trees_linear": explainer.trees_linear,
+        "trees_classic": explainer.trees_classic,
+        "warm_up_ms": round(explainer.warm_up_ms, 1),
+        "predictions_from_output": explainer.shares_model_call,
     }

@@ -34,7 +34,7 @@ async def post_predictions(
         if not records:
             raise RecordInvalid([FieldError("records", "empty batch")])
         result = await ingest(runtime, records, batch=True, traceparent=traceparent)
-        payload = {"records": [o.as_json() for o in result.outcomes]}
+        payload: dict[str, object] = {"records": [o.as_json() for o in result.outcomes]}
     elif isinstance(body, dict):
         result = await ingest(runtime, [body], batch=False, traceparent=traceparent)
         payload = result.outcomes[0].as_json()

@@ -1,4 +1,4 @@
-"""The default sampling policy: cohorts always explained, near-threshold, then a stable rate."""
+"""Sampling decisions, the stable hash behind rates, and the default policy document."""
 
 from __future__ import annotations
 
@@ -6,16 +6,26 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from service.sampling.document import PolicyBudget, PolicyDocument, PolicyRule
+from service.settings import SamplingSettings
+
 _HASH_SPACE = float(2**64)
 
 
 @dataclass(frozen=True, slots=True)
 class SamplingDecision:
-    """Whether one record is explained, and the reason stored in its trace."""
+    """Whether one record is explained, the reason stored in its trace, and the policy.
+
+    A `deferred` decision was sampled by a rule but refused by the budget: the record is
+    logged with `sampled=False` and its rule's reason, so it can be listed and backfilled.
+    """
 
     sampled: bool
     reason: str | None
     policy: str
+    counterfactuals: int = 0
+    incidents: tuple[str, ...] = ()
+    deferred: bool = False
 
 
 def stable_fraction(request_id: str) -> float:
@@ -24,31 +34,50 @@ def stable_fraction(request_id: str) -> float:
     return int.from_bytes(digest, "big") / _HASH_SPACE
 
 
-@dataclass(frozen=True, slots=True)
-class DefaultPolicy:
-    """First match wins: always-explained cohort, near threshold, then `rate`."""
+def default_policy_document(settings: SamplingSettings) -> PolicyDocument:
+    """The policy of models without a published one, from `settings.sampling`.
 
-    rate: float
-    near_threshold: float
-    always_cohorts: frozenset[str]
-    name: str = "default"
+    Always-explained cohorts (reason: the cohort), then near-threshold decisions, then
+    `rate` of the rest (reason `sampled`).
+    """
+    # model_construct: a cohort name is the reason verbatim, as it always was.
+    rules = [PolicyRule.model_construct(reason=cohort, rate=1.0, counterfactuals=0,
+                                        when=f"context.cohort == {_jmespath_string(cohort)}")
+             for cohort in settings.always_cohorts]
+    if settings.near_threshold > 0:
+        rules.append(PolicyRule(
+            reason="near_threshold",
+            when=("distance(prediction.score, prediction.threshold || `0.5`) <= "
+                  f"`{settings.near_threshold!r}`")))
+    if settings.rate > 0:
+        rules.append(PolicyRule(reason="sampled", rate=settings.rate))
+    budget = None
+    if settings.budget_per_s is not None:
+        budget = PolicyBudget(per_second=settings.budget_per_s, burst=settings.budget_burst,
+                              exempt=list(settings.budget_exempt))
+    return PolicyDocument(description="default policy (WHYLENS_SAMPLING__*)", rules=rules,
+                          budget=budget)
 
-    def decide(self, request_id: str, prediction: dict[str, Any],
-               context: dict[str, Any]) -> SamplingDecision:
-        """Decide for one record."""
-        cohort = context.get("cohort")
-        if isinstance(cohort, str) and cohort in self.always_cohorts:
-            return SamplingDecision(True, cohort, self.name)
-        if self.near_threshold > 0 and _near_threshold(prediction, self.near_threshold):
-            return SamplingDecision(True, "near_threshold", self.name)
-        if self.rate > 0 and stable_fraction(request_id) < self.rate:
-            return SamplingDecision(True, "sampled", self.name)
-        return SamplingDecision(False, None, self.name)
+
+def _jmespath_string(text: str) -> str:
+    # A raw string literal: single quotes, with quotes and backslashes escaped.
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _near_threshold(prediction: dict[str, Any], margin: float) -> bool:
-    score = prediction.get("score")
-    if score is None:
-        return False
-    threshold = prediction.get("threshold", 0.5)
-    return bool(abs(float(score) - float(threshold)) <= margin)
+def decision_fields(decision: SamplingDecision) -> dict[str, Any]:
+    """Extra fields of the record log entry for a decision (deferral, incident links)."""
+    fields: dict[str, Any] = {}
+    if decision.deferred:
+        fields["deferred"] = True
+    if decision.incidents:
+        fields["incidents"] = list(decision.incidents)
+    if decision.counterfactuals:
+        fields["counterfactuals"] = decision.counterfactuals
+    return fields
+
+
+def sampling_label(sampled: bool, reason: str | None, decision: SamplingDecision | None) -> str:
+    """The `reason` label of whylens_sampling_decisions_total for one record."""
+    if sampled and reason is not None:
+        return reason
+    return "deferred" if decision is not None and decision.deferred else "not_sampled"

@@ -13,12 +13,23 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import redis.asyncio
 from redis.exceptions import RedisError
 
 from storage.errors import StoreUnavailable
-from storage.records import StoredRecord, StoredTrace, TracePage, TraceQuery
+from storage.records import (
+    RecordPage,
+    RecordQuery,
+    SealedInput,
+    SealedPage,
+    SealedUpdate,
+    StoredRecord,
+    StoredTrace,
+    TracePage,
+    TraceQuery,
+)
 from storage.traces.packing import (
     PackingError,
     pack_record,
@@ -27,6 +38,7 @@ from storage.traces.packing import (
     unpack_trace,
 )
 from storage.traces.query import encode_next_cursor, locate_start, matches_query
+from storage.traces.redis_incidents import link_incident
 from storage.traces.redis_index import (
     RESUME_AFTER_MEMBER,
     Candidate,
@@ -35,6 +47,7 @@ from storage.traces.redis_index import (
     reply_bytes,
 )
 from storage.traces.redis_keys import RedisKeys
+from storage.traces.redis_listing import list_records, queue_record_index
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +56,27 @@ BACKEND = "redis"
 # (incident sets answer version/reason filters that way).
 FILTERED_CHUNK = 100
 MAX_CHUNK = 1000
+
+# Logs a record and, only when it is new, its sealed inputs under their own TTL; returns
+# nil for a new record, else the earlier record and its sealed inputs. Both keys carry
+# the model's hash tag, so the script is valid on a cluster.
+ADD_RECORD = """
+local old = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
+if old then
+  return {old, redis.call('GET', KEYS[2]) or false}
+end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+return false
+"""
+
+# Compare-and-set of sealed inputs, keeping the key's TTL (re-encryption).
+REPLACE_SEALED = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
 
 
 @contextlib.contextmanager
@@ -76,6 +110,8 @@ class RedisTraceStore:
         self._keys = RedisKeys(key_prefix)
         # Registering computes the script's SHA only; EVALSHA loads it on first NOSCRIPT.
         self._resume = client.register_script(RESUME_AFTER_MEMBER)
+        self._add_record = client.register_script(ADD_RECORD)
+        self._replace_sealed = client.register_script(REPLACE_SEALED)
         self._trace_ttl_s = trace_ttl_s
         self._record_ttl_s = record_ttl_s
         # The lookup serves both traces and records, so it lives as long as the longer.
@@ -89,22 +125,30 @@ class RedisTraceStore:
         if not traces:
             return
         members: defaultdict[str, dict[str, int]] = defaultdict(dict)
-        trim_below = f"({_now_ms() - self._index_horizon_ms}"
+        index_ttl: defaultdict[str, int] = defaultdict(int)
+        longest = max(self._trace_ttl_s, *(t.ttl_s or 0 for t in traces))
+        horizon_ms = self._index_horizon_ms + (longest - self._trace_ttl_s) * 1000
+        trim_below = f"({_now_ms() - horizon_ms}"
         pipe = self._client.pipeline(transaction=False)
         for trace in traces:
+            ttl_s = trace.ttl_s or self._trace_ttl_s
+            lookup_ttl_s = max(self._lookup_ttl_s, ttl_s)
             lookup = self._keys.lookup(trace.request_id)
             pipe.set(self._keys.trace(trace.model, trace.request_id), pack_trace(trace),
-                     ex=self._trace_ttl_s)
+                     ex=ttl_s)
             # NX: the first model a request ID was seen with owns it; GT only extends.
-            pipe.set(lookup, trace.model, nx=True, ex=self._lookup_ttl_s)
-            pipe.expire(lookup, self._lookup_ttl_s, gt=True)
+            pipe.set(lookup, trace.model, nx=True, ex=lookup_ttl_s)
+            pipe.expire(lookup, lookup_ttl_s, gt=True)
             for index in self._keys.indexes_of(trace):
                 members[index][trace.request_id] = trace.event_ms
+                index_ttl[index] = max(index_ttl[index], ttl_s)
         for index, scores in members.items():
             pipe.zadd(index, scores)
             pipe.zremrangebyscore(index, "-inf", trim_below)
             # Once nothing was added for a whole retention, every member has expired.
-            pipe.expire(index, self._trace_ttl_s)
+            # NX then GT: a shorter per-model retention never shortens a shared index.
+            pipe.expire(index, index_ttl[index], nx=True)
+            pipe.expire(index, index_ttl[index], gt=True)
         with _redis_errors():
             await pipe.execute()
 
@@ -202,10 +246,19 @@ class RedisTraceStore:
             return []
         pipe = self._client.pipeline(transaction=False)
         for record in records:
+            ttl_s = record.ttl_s or self._record_ttl_s
+            inputs_ttl_s = min(record.inputs_ttl_s or ttl_s, ttl_s)
             pipe.set(self._keys.lookup(record.request_id), record.model, nx=True, get=True,
-                     ex=self._lookup_ttl_s)
-            pipe.set(self._keys.record(record.model, record.request_id), pack_record(record),
-                     nx=True, get=True, ex=self._record_ttl_s)
+                     ex=max(self._lookup_ttl_s, ttl_s))
+            await self._add_record(
+                keys=[self._keys.record(record.model, record.request_id),
+                      self._keys.sealed(record.model, record.request_id)],
+                args=[pack_record(replace(record, sealed_inputs=b"")), ttl_s,
+                      record.sealed_inputs, inputs_ttl_s], client=pipe)
+        # Listing entries go last: the replies above keep their positions.
+        queue_record_index(pipe, self._keys, records,
+                           trim_below_ms=_now_ms() - self._index_horizon_ms,
+                           ttl_s=max(self._record_ttl_s, *(r.ttl_s or 0 for r in records)))
         with _redis_errors():
             replies = await pipe.execute()
         answers: list[StoredRecord | None] = []
@@ -213,7 +266,9 @@ class RedisTraceStore:
         for index, record in enumerate(records):
             owner, earlier = replies[2 * index], replies[2 * index + 1]
             key = self._keys.record(record.model, record.request_id)
-            answers.append(None if earlier is None else self._decode_record(earlier, key))
+            answers.append(None if earlier is None
+                           else self._with_sealed(self._decode_record(earlier[0], key),
+                                                  earlier[1]))
             if earlier is None and owner is not None:
                 seen_before.append((index, owner.decode()))
         if seen_before:
@@ -231,21 +286,25 @@ class RedisTraceStore:
             record = records[index]
             if owner == record.model:
                 pipe.expire(self._keys.lookup(record.request_id), self._lookup_ttl_s, gt=True)
+                pipe.echo(b"")
             else:
                 pipe.get(self._keys.record(owner, record.request_id))
+                pipe.get(self._keys.sealed(owner, record.request_id))
         with _redis_errors():
-            replies = await pipe.execute()
+            flat = await pipe.execute()
+        replies = list(zip(flat[::2], flat[1::2], strict=True))
         repair = self._client.pipeline(transaction=False)
         owners_records: dict[str, StoredRecord] = {}
-        for (index, owner), reply in zip(seen_before, replies, strict=True):
+        for (index, owner), (reply, sealed) in zip(seen_before, replies, strict=True):
             record = records[index]
             if owner == record.model:
                 continue
             if reply is not None:
                 key = self._keys.record(owner, record.request_id)
-                answers[index] = owners_records[record.request_id] = self._decode_record(
-                    reply, key)
-                repair.delete(self._keys.record(record.model, record.request_id))
+                answers[index] = owners_records[record.request_id] = self._with_sealed(
+                    self._decode_record(reply, key), sealed)
+                repair.delete(self._keys.record(record.model, record.request_id),
+                              self._keys.sealed(record.model, record.request_id))
             else:
                 # The owner's record is past retention: this record is the decision now.
                 repair.set(self._keys.lookup(record.request_id), record.model,
@@ -267,17 +326,95 @@ class RedisTraceStore:
             if owner is None:
                 return None
             key = self._keys.record(owner.decode(), request_id)
-            value = reply_bytes(await self._client.get(key))
+            # Same hash tag: one MGET is valid on a cluster.
+            value, sealed = await self._client.mget(
+                [key, self._keys.sealed(owner.decode(), request_id)])
         if value is None:
             return None
-        record = self._decode_record(value, key)
+        record = self._with_sealed(self._decode_record(reply_bytes(value) or b"", key), sealed)
         return record if record.request_id == request_id else None
+
+    def _with_sealed(self, record: StoredRecord, sealed: object) -> StoredRecord:
+        # Records written before sealed inputs had their own key carry them inline.
+        if sealed is None or sealed is False:
+            return record
+        return replace(record, sealed_inputs=reply_bytes(sealed) or b"")
+
+    async def retain_traces(self, request_ids: Sequence[str], *, until_ms: int | None) -> int:
+        """Keep traces until `until_ms` (None: until released); return how many exist.
+
+        The seam for incidents (see the SQLite store). Holds the trace and its request ID
+        lookup; search indexes keep their own retention.
+        """
+        if not request_ids:
+            return 0
+        with _redis_errors():
+            owners = await self._client.mget([self._keys.lookup(r) for r in request_ids])
+            pipe = self._client.pipeline(transaction=False)
+            held: list[str] = []
+            for request_id, reply in zip(request_ids, owners, strict=True):
+                owner = reply_bytes(reply)
+                if owner is None:
+                    continue
+                trace_key = self._keys.trace(owner.decode(), request_id)
+                lookup = self._keys.lookup(request_id)
+                held.append(trace_key)
+                pipe.exists(trace_key)
+                if until_ms is None:
+                    pipe.persist(trace_key)
+                    pipe.persist(lookup)
+                else:
+                    pipe.pexpireat(trace_key, until_ms)
+                    pipe.pexpireat(lookup, max(until_ms,
+                                               _now_ms() + self._lookup_ttl_s * 1000))
+            replies = await pipe.execute() if held else []
+        return sum(1 for reply in replies[::3] if reply)
+
+    async def scan_sealed_inputs(self, cursor: str | None, *, limit: int) -> SealedPage:
+        """Return sealed inputs of one SCAN step (possibly none) and the next cursor."""
+        position = 0 if cursor is None else int(cursor)
+        with _redis_errors():
+            position, keys = await self._client.scan(
+                position, match=self._keys.sealed_pattern(), count=limit)
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            values = await pipe.execute() if keys else []
+        items = []
+        for key, value in zip(keys, values, strict=True):
+            parsed = self._keys.parse_sealed((reply_bytes(key) or b"").decode())
+            if parsed is not None and value:
+                items.append(SealedInput(request_id=parsed[1], model=parsed[0],
+                                         sealed=reply_bytes(value) or b""))
+        return SealedPage(items=items, next_cursor=None if position == 0 else str(position))
+
+    async def replace_sealed_inputs(self, updates: Sequence[SealedUpdate]) -> int:
+        """Swap sealed inputs whose stored bytes still equal `old`, keeping their TTL."""
+        if not updates:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for update in updates:
+            await self._replace_sealed(keys=[self._keys.sealed(update.model, update.request_id)],
+                                       args=[update.old, update.new], client=pipe)
+        with _redis_errors():
+            replies = await pipe.execute()
+        return sum(int(reply) for reply in replies)
 
     def _decode_record(self, value: bytes, key: str) -> StoredRecord:
         try:
             return unpack_record(value)
         except PackingError as exc:
             raise StoreUnavailable(BACKEND, f"unreadable value at {key}: {exc}") from exc
+
+    async def list_records(self, query: RecordQuery) -> RecordPage:
+        """Return one model's live records newest first (event time, then request ID)."""
+        with _redis_errors():
+            return await list_records(self._client, self._keys, self._resume, query)
+
+    async def attach_incident(self, incident_id: str, request_ids: Sequence[str]) -> list[str]:
+        """Link existing traces to an incident and hold them; return the linked IDs."""
+        with _redis_errors():
+            return await link_incident(self._client, self._keys, incident_id, request_ids)
 
     async def ping(self) -> None:
         """Round-trip a PING."""

@@ -5,13 +5,15 @@ values and indexes in one slot. Only three kinds of key are untagged: the reques
 lookup (a GET without the model must find it) and the cross-model indexes.
 
     {p}:{model}:t:{request_id}           trace value
-    {p}:{model}:r:{request_id}           record value
+    {p}:{model}:r:{request_id}           record value (log entry)
+    {p}:{model}:s:{request_id}           sealed raw inputs of the record (own TTL)
     {p}:rid:{request_id}                 model name, for GET by request ID
     {p}:{model}:ix:all                   sorted sets: score event_ms, member request_id
     {p}:{model}:ix:v:{version}
     {p}:{model}:ix:r:{reason}
     {p}:{model}:ix:vr:{version}:{reason}
     {p}:{model}:ix:i:{incident}
+    {p}:{model}:rx:all   {p}:{model}:rx:d        logged / deferred records, by event_ms
     {p}:ix:all   {p}:ix:r:{reason}   {p}:ix:i:{incident}
 
 Model, version, reason and incident are percent-encoded (`:`, `{`, `}`, `%`, ...), so a
@@ -21,7 +23,7 @@ name can neither end the hash tag early nor make two index names collide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from storage.records import StoredTrace, TraceQuery
 
@@ -76,9 +78,41 @@ class RedisKeys:
         """Key of a record value."""
         return f"{self._tagged(model)}:r:{request_id}"
 
+    def sealed(self, model: str, request_id: str) -> str:
+        """Key of a record's sealed inputs (own key: their retention can be shorter)."""
+        return f"{self._tagged(model)}:s:{request_id}"
+
+    def sealed_pattern(self) -> str:
+        """SCAN pattern matching every sealed-input key of this prefix."""
+        escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in self.prefix)
+        return f"{escaped}:{{*}}:s:*"
+
+    def parse_sealed(self, key: str) -> tuple[str, str] | None:
+        """Return (model, request ID) of a sealed-input key, None for any other key."""
+        head = f"{self.prefix}:{{"
+        if not key.startswith(head):
+            return None
+        model, sep, request_id = key[len(head):].partition("}:s:")
+        if not sep or not request_id:
+            return None
+        return unquote(model), request_id
+
     def lookup(self, request_id: str) -> str:
         """Key of the request ID → model name lookup."""
         return f"{self.prefix}:rid:{request_id}"
+
+    def record_index(self, model: str) -> str:
+        """Sorted set of a model's logged records (score event_ms), for listings."""
+        return f"{self._tagged(model)}:rx:all"
+
+    def deferred_index(self, model: str) -> str:
+        """Sorted set of a model's records the explanation budget deferred."""
+        return f"{self._tagged(model)}:rx:d"
+
+    def incident_indexes(self, model: str, incident: str) -> list[str]:
+        """The model's and the global sorted set of an incident's traces."""
+        return [f"{self._tagged(model)}:ix:i:{_part(incident)}",
+                f"{self.prefix}:ix:i:{_part(incident)}"]
 
     def indexes_of(self, trace: StoredTrace) -> list[str]:
         """Return every sorted set the trace is a member of."""

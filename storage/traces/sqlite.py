@@ -13,10 +13,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from storage.cursor import decode_cursor
 from storage.errors import StoreUnavailable
-from storage.records import StoredRecord, StoredTrace, TracePage, TraceQuery
+from storage.records import (
+    RecordPage,
+    RecordQuery,
+    SealedInput,
+    SealedPage,
+    SealedUpdate,
+    StoredRecord,
+    StoredTrace,
+    TracePage,
+    TraceQuery,
+)
 from storage.traces import sqlite_schema as schema
 from storage.traces.query import encode_next_cursor, locate_start
+from storage.traces.sqlite_incidents import link_incident
+from storage.traces.sqlite_listing import LISTING_INDEXES, select_records
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +42,8 @@ BUSY_TIMEOUT_S = 5.0
 IN_CHUNK = 500
 # Rows deleted per purge transaction, so a big purge never holds the writer for long.
 PURGE_CHUNK = 2000
+# Free pages returned to the file system per purge (incremental vacuum), ~4 MB of pages.
+VACUUM_PAGES = 1000
 
 
 def _now_ms() -> int:
@@ -119,17 +134,64 @@ class SqliteTraceStore:
         """Return the live record, or None when unknown or past retention."""
         return await self._run(functools.partial(self._get_record, request_id))
 
+    async def list_records(self, query: RecordQuery) -> RecordPage:
+        """Return one model's live records newest first (event time, then request ID)."""
+        if query.limit < 1:
+            raise ValueError("limit must be at least 1")
+        start = None if query.cursor is None else decode_cursor(query.cursor)
+        return await self._run(functools.partial(select_records, query, start, _now_ms()))
+
+    async def attach_incident(self, incident_id: str, request_ids: Sequence[str]) -> list[str]:
+        """Link live traces to an incident and hold them past retention; return linked IDs."""
+        if not request_ids:
+            return []
+        return await self._run(functools.partial(
+            link_incident, incident_id, list(dict.fromkeys(request_ids)), _now_ms()))
+
     async def purge_expired(self) -> int:
-        """Delete expired traces and records in small transactions; return how many."""
+        """Delete expired traces, records and sealed inputs; return how many rows changed.
+
+        Deleted bytes are overwritten (secure_delete), free pages are handed back by an
+        incremental vacuum and the WAL is truncated, so expired data leaves the files.
+        """
         now_ms = _now_ms()
         total = 0
-        for table in ("traces", "records"):
+        for table in ("traces", "records", "inputs"):
             while True:
                 deleted = await self._run(functools.partial(self._purge_chunk, table, now_ms))
                 total += deleted
                 if deleted < PURGE_CHUNK:
                     break
+        await self._run(self._reclaim)
         return total
+
+    async def retain_traces(self, request_ids: Sequence[str], *, until_ms: int | None) -> int:
+        """Keep traces until `until_ms` (None: until released); return how many exist.
+
+        The seam for incidents: hold linked traces while the incident is open, then set
+        the incident's close time plus its retention. A later `put_traces` of the same
+        trace resets its retention, so call this after every put of a linked trace.
+        """
+        expires_ms = schema.HELD_MS if until_ms is None else until_ms
+        return await self._run(functools.partial(self._retain, list(request_ids), expires_ms))
+
+    async def scan_sealed_inputs(self, cursor: str | None, *, limit: int) -> SealedPage:
+        """Return a page of live sealed inputs in storage order, for re-encryption."""
+        after = 0
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise ValueError("not a sealed-input cursor of the SQLite store")
+            after = int(cursor)
+        rows = await self._run(functools.partial(self._scan_sealed, after, limit))
+        items = [SealedInput(request_id=r[1], model=r[2], sealed=bytes(r[3])) for r in rows]
+        next_cursor = str(rows[-1][0]) if len(rows) == limit else None
+        return SealedPage(items=items, next_cursor=next_cursor)
+
+    async def replace_sealed_inputs(self, updates: Sequence[SealedUpdate]) -> int:
+        """Swap sealed inputs whose stored bytes still equal `old`; return how many."""
+        if not updates:
+            return 0
+        return await self._run(functools.partial(self._replace_sealed, list(updates)))
 
     async def ping(self) -> None:
         """Open the database if needed and run a trivial query."""
@@ -173,12 +235,18 @@ class SqliteTraceStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
+            # Must precede the first table: it only takes effect on an empty file.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             _enable_wal(conn)
+            # Deleted rows are overwritten with zeros, not left in free pages.
+            conn.execute("PRAGMA secure_delete=ON")
             # NORMAL under WAL loses at most the last commits on power loss, never integrity.
             conn.execute("PRAGMA synchronous=NORMAL")
             # Deleting a trace must delete its incident links (ON DELETE CASCADE).
             conn.execute("PRAGMA foreign_keys=ON")
+            schema.migrate(conn)
             conn.executescript(schema.SCHEMA)
+            conn.executescript(LISTING_INDEXES)
         except BaseException:
             conn.close()
             raise
@@ -191,12 +259,14 @@ class SqliteTraceStore:
             self._conn = None
 
     def _put_traces(self, traces: list[StoredTrace], conn: sqlite3.Connection) -> None:
-        expires_ms = _now_ms() + self._trace_ttl_ms
+        now_ms = _now_ms()
         # A request ID repeated in one batch: the last trace wins, as with separate puts.
         latest = {trace.request_id: trace for trace in traces}
+        rows = [schema.trace_row(t, now_ms + (self._trace_ttl_ms if t.ttl_s is None
+                                              else t.ttl_s * 1000))
+                for t in latest.values()]
         with _transaction(conn):
-            conn.executemany(schema.UPSERT_TRACE,
-                             [schema.trace_row(t, expires_ms) for t in latest.values()])
+            conn.executemany(schema.UPSERT_TRACE, rows)
             conn.executemany("DELETE FROM trace_incidents WHERE request_id = ?",
                              [(rid,) for rid in latest])
             conn.executemany(
@@ -218,7 +288,6 @@ class SqliteTraceStore:
     def _add_records(self, records: list[StoredRecord],
                      conn: sqlite3.Connection) -> list[StoredRecord | None]:
         now_ms = _now_ms()
-        expires_ms = now_ms + self._record_ttl_ms
         with _transaction(conn):
             kept = self._live_records(conn, {r.request_id for r in records}, now_ms)
             answers: list[StoredRecord | None] = []
@@ -229,8 +298,7 @@ class SqliteTraceStore:
                 if earlier is None:
                     # A repeat later in this batch is a duplicate of this one.
                     kept[record.request_id] = record
-                    fresh.append(schema.record_params(record, expires_ms=expires_ms,
-                                                      now_ms=now_ms))
+                    fresh.append(self._record_params(record, now_ms))
             conn.executemany(schema.INSERT_RECORD, fresh)
         return answers
 
@@ -245,22 +313,73 @@ class SqliteTraceStore:
                 f"SELECT {schema.RECORD_COLUMNS} FROM records"
                 f" WHERE request_id IN ({marks}) AND expires_ms > ?", (*chunk, now_ms))
             for row in rows:
-                record = schema.record_from_row(row)
+                record = schema.record_from_row(row, now_ms)
                 found[record.request_id] = record
         return found
 
     def _get_record(self, request_id: str, conn: sqlite3.Connection) -> StoredRecord | None:
+        now_ms = _now_ms()
         row = conn.execute(
             f"SELECT {schema.RECORD_COLUMNS} FROM records"
-            " WHERE request_id = ? AND expires_ms > ?", (request_id, _now_ms())).fetchone()
-        return None if row is None else schema.record_from_row(row)
+            " WHERE request_id = ? AND expires_ms > ?", (request_id, now_ms)).fetchone()
+        return None if row is None else schema.record_from_row(row, now_ms)
+
+    def _record_params(self, record: StoredRecord, now_ms: int) -> dict[str, Any]:
+        ttl_ms = self._record_ttl_ms if record.ttl_s is None else record.ttl_s * 1000
+        inputs_expires_ms = None
+        if record.inputs_ttl_s is not None and record.inputs_ttl_s * 1000 < ttl_ms:
+            inputs_expires_ms = now_ms + record.inputs_ttl_s * 1000
+        return schema.record_params(record, expires_ms=now_ms + ttl_ms, now_ms=now_ms,
+                                    inputs_expires_ms=inputs_expires_ms)
 
     def _purge_chunk(self, table: str, now_ms: int, conn: sqlite3.Connection) -> int:
-        if table not in ("traces", "records"):
+        if table == "inputs":
+            statement = (
+                "UPDATE records SET sealed_inputs = X'', inputs_expires_ms = NULL"
+                " WHERE rowid IN (SELECT rowid FROM records"
+                " WHERE inputs_expires_ms <= ? LIMIT ?)")
+        elif table in ("traces", "records"):
+            statement = (f"DELETE FROM {table} WHERE rowid IN"
+                         f" (SELECT rowid FROM {table} WHERE expires_ms <= ? LIMIT ?)")
+        else:
             raise ValueError(f"unknown table {table}")
         with _transaction(conn):
-            cursor = conn.execute(
-                f"DELETE FROM {table} WHERE rowid IN"
-                f" (SELECT rowid FROM {table} WHERE expires_ms <= ? LIMIT ?)",
-                (now_ms, PURGE_CHUNK))
+            cursor = conn.execute(statement, (now_ms, PURGE_CHUNK))
         return cursor.rowcount
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+        # Old page images stay in the WAL until a checkpoint; best effort while readers
+        # of other connections are active (the next purge truncates it then).
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _retain(self, request_ids: list[str], expires_ms: int,
+                conn: sqlite3.Connection) -> int:
+        changed = 0
+        with _transaction(conn):
+            for offset in range(0, len(request_ids), IN_CHUNK):
+                chunk = request_ids[offset: offset + IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                changed += conn.execute(
+                    f"UPDATE traces SET expires_ms = ? WHERE request_id IN ({marks})"
+                    " AND expires_ms > ?", (expires_ms, *chunk, _now_ms())).rowcount
+        return changed
+
+    def _scan_sealed(self, after: int, limit: int,
+                     conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        now_ms = _now_ms()
+        return conn.execute(
+            "SELECT rowid, request_id, model, sealed_inputs FROM records"
+            " WHERE rowid > ? AND expires_ms > ? AND length(sealed_inputs) > 0"
+            " AND (inputs_expires_ms IS NULL OR inputs_expires_ms > ?)"
+            " ORDER BY rowid LIMIT ?", (after, now_ms, now_ms, limit)).fetchall()
+
+    def _replace_sealed(self, updates: list[SealedUpdate], conn: sqlite3.Connection) -> int:
+        changed = 0
+        with _transaction(conn):
+            for update in updates:
+                changed += conn.execute(
+                    "UPDATE records SET sealed_inputs = ? WHERE request_id = ?"
+                    " AND model = ? AND sealed_inputs = ?",
+                    (update.new, update.request_id, update.model, update.old)).rowcount
+        return changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from storage.records import StoredRecord, StoredTrace, TraceQuery
@@ -45,17 +46,24 @@ CREATE TABLE IF NOT EXISTS records (
     reason        TEXT,
     body          BLOB NOT NULL,
     sealed_inputs BLOB NOT NULL,
-    expires_ms    INTEGER NOT NULL
+    expires_ms    INTEGER NOT NULL,
+    inputs_expires_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_ms);
+CREATE INDEX IF NOT EXISTS records_by_inputs_expiry ON records (inputs_expires_ms)
+    WHERE inputs_expires_ms IS NOT NULL;
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
 
 TRACE_COLUMNS = "t.request_id, t.model, t.version, t.reason, t.event_ms, t.body, t.incidents"
+# inputs_expires_ms last: sealed inputs past their own retention read as empty.
 RECORD_COLUMNS = (
-    "request_id, model, version, event_ms, received_ms, sampled, reason, body, sealed_inputs"
+    "request_id, model, version, event_ms, received_ms, sampled, reason, body, sealed_inputs,"
+    " inputs_expires_ms"
 )
+# Far beyond any real expiry: a trace held (linked to an open incident) until released.
+HELD_MS = 2**62
 
 UPSERT_TRACE = """
 INSERT INTO traces (request_id, model, version, reason, event_ms, body, incidents, expires_ms)
@@ -70,14 +78,14 @@ ON CONFLICT (request_id) DO UPDATE SET
 # only be an expired row that was not purged yet; the guard keeps a live one untouchable.
 INSERT_RECORD = """
 INSERT INTO records (request_id, model, version, event_ms, received_ms, sampled, reason,
-                     body, sealed_inputs, expires_ms)
+                     body, sealed_inputs, expires_ms, inputs_expires_ms)
 VALUES (:request_id, :model, :version, :event_ms, :received_ms, :sampled, :reason,
-        :body, :sealed_inputs, :expires_ms)
+        :body, :sealed_inputs, :expires_ms, :inputs_expires_ms)
 ON CONFLICT (request_id) DO UPDATE SET
     model = excluded.model, version = excluded.version, event_ms = excluded.event_ms,
     received_ms = excluded.received_ms, sampled = excluded.sampled, reason = excluded.reason,
     body = excluded.body, sealed_inputs = excluded.sealed_inputs,
-    expires_ms = excluded.expires_ms
+    expires_ms = excluded.expires_ms, inputs_expires_ms = excluded.inputs_expires_ms
 WHERE records.expires_ms <= :now_ms
 """
 
@@ -96,19 +104,31 @@ def trace_from_row(row: tuple[Any, ...]) -> StoredTrace:
                        incidents=tuple(json.loads(incidents)))
 
 
-def record_params(record: StoredRecord, *, expires_ms: int, now_ms: int) -> dict[str, Any]:
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file made by an older version up to SCHEMA (run before SCHEMA)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+    if columns and "inputs_expires_ms" not in columns:
+        conn.execute("ALTER TABLE records ADD COLUMN inputs_expires_ms INTEGER")
+
+
+def record_params(record: StoredRecord, *, expires_ms: int, now_ms: int,
+                  inputs_expires_ms: int | None = None) -> dict[str, Any]:
     """Return the INSERT_RECORD parameters of a record."""
     return {
         "request_id": record.request_id, "model": record.model, "version": record.version,
         "event_ms": record.event_ms, "received_ms": record.received_ms,
         "sampled": int(record.sampled), "reason": record.reason, "body": record.body,
         "sealed_inputs": record.sealed_inputs, "expires_ms": expires_ms, "now_ms": now_ms,
+        "inputs_expires_ms": inputs_expires_ms,
     }
 
 
-def record_from_row(row: tuple[Any, ...]) -> StoredRecord:
-    """Return the record of a row selected with RECORD_COLUMNS."""
-    request_id, model, version, event_ms, received_ms, sampled, reason, body, sealed = row
+def record_from_row(row: tuple[Any, ...], now_ms: int) -> StoredRecord:
+    """Return the record of a row selected with RECORD_COLUMNS (inputs blank once expired)."""
+    (request_id, model, version, event_ms, received_ms, sampled, reason, body, sealed,
+     inputs_expires_ms) = row
+    if inputs_expires_ms is not None and inputs_expires_ms <= now_ms:
+        sealed = b""
     return StoredRecord(request_id=request_id, model=model, version=version,
                         event_ms=event_ms, received_ms=received_ms, sampled=bool(sampled),
                         reason=reason, body=bytes(body), sealed_inputs=bytes(sealed))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,43 @@ def record_from(frame: pd.DataFrame, i: int, request_id: str, **extra: Any) -> d
                               "timestamp": "2026-11-25T18:00:00Z"}
     record.update(extra)
     return record
+
+
+@dataclass(frozen=True)
+class CanaryPair:
+    """Two different models of the credit data: production (1) and canary (2)."""
+
+    settings: Settings
+    production: lgb.Booster
+    canary: lgb.Booster
+
+
+@pytest.fixture(scope="session")
+async def canary_pair(credit_frame: pd.DataFrame, credit_booster: tuple[lgb.Booster, Path],
+                      tmp_path_factory: pytest.TempPathFactory) -> CanaryPair:
+    """Versions 1 (the session booster) and 2 (a differently trained one), own artifacts;
+    sampling only explains the canary cohort, and the outbox retries quickly."""
+    from service.settings import OutboxSettings
+
+    root = tmp_path_factory.mktemp("canary-pair")
+    train = root / "train.parquet"
+    credit_frame.to_parquet(train)
+    features = root / "FEATURES.yaml"
+    features.write_text(FEATURES_YAML, encoding="utf-8")
+    other = lgb.LGBMClassifier(n_estimators=25, num_leaves=7, learning_rate=0.2,
+                               random_state=3, verbose=-1)
+    other.fit(credit_frame.drop(columns=[LABEL]), credit_frame[LABEL])
+    other_path = root / "canary.txt"
+    other.booster_.save_model(str(other_path))
+    settings = Settings(data_dir=root / "data", auth="off",
+                        sampling=SamplingSettings(rate=0.0, always_cohorts=["canary"],
+                                                  policy_refresh_s=0.2),
+                        outbox=OutboxSettings(poll_s=0.05, backoff_s=0.05, backoff_max_s=0.2,
+                                              timeout_s=0.5, lease_s=2.0))
+    for version, path in (("1", credit_booster[1]), ("2", other_path)):
+        await publish_from_files(settings, PublishRequest(
+            name="credit", version=version, model_path=path, train_path=train, label=LABEL,
+            features_path=features))
+    await promote(settings, "credit", "1", "production")
+    await promote(settings, "credit", "2", "canary")
+    return CanaryPair(settings, credit_booster[0], other.booster_)

@@ -85,4 +85,5 @@ def test_demo_trains_publishes_serves_and_prints_trace_urls(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr[-2000:]
     assert "replayed 400 records" in done.stdout
     assert f"curl -s http://127.0.0.1:{port}/v1/traces/demo-" in done.stdout
+    assert f"http://127.0.0.1:{port}/ui/models/credit" in done.stdout
     assert (tmp_path / ".whylens" / "artifacts" / "models" / "credit" / "aliases.json").exists()

@@ -409,7 +409,7 @@ async def test_redis_keys_of_a_model_share_one_hash_slot(redis_url: str, unique_
         tagged = [key async for key in client.scan_iter(match=f"{head}*")]
         assert sorted(key.decode().removeprefix(head) for key in tagged) == [
             "ix:all", "ix:i:INC1", "ix:r:canary", "ix:v:1", "ix:v:2", "ix:vr:1:canary",
-            "r:r-1", "r:r-3", "t:r-1", "t:r-2"]
+            "r:r-1", "r:r-3", "rx:all", "s:r-1", "s:r-3", "t:r-1", "t:r-2"]
         assert {key_slot(key) for key in tagged} == {key_slot(b"credit")}
         lookup = await client.get(f"{unique_prefix}:rid:r-1")
         assert lookup == b"credit"

@@ -101,7 +101,7 @@ async def test_skops_tree_model_from_s3_explained_into_redis_matches_shap(
     env: dict[str, str], tmp_path: Path, client: httpx.AsyncClient,
 ) -> None:
     frame = _frame(1500, 1)
-    numeric = frame[NUMERIC + ["label"]]
+    numeric = frame[[*NUMERIC, "label"]]
     model = HistGradientBoostingClassifier(max_iter=30, random_state=0)
     model.fit(numeric[NUMERIC], numeric["label"])
     await _publish(tmp_path, model, numeric, "hgb")
@@ -140,7 +140,7 @@ async def test_pipeline_from_s3_uses_exact_model_agnostic_shap(
 async def test_tampered_model_in_s3_is_refused_with_a_clear_problem(
     env: dict[str, str], tmp_path: Path, s3_endpoint: str, bucket: str,
 ) -> None:
-    frame = _frame(600, 3)[NUMERIC + ["label"]]
+    frame = _frame(600, 3)[[*NUMERIC, "label"]]
     await _publish(tmp_path, HistGradientBoostingClassifier(max_iter=5).fit(frame[NUMERIC],
                                                                      frame["label"]),
              frame, "tampered")

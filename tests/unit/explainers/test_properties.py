@@ -14,7 +14,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from explainers.lightgbm_model import LightGBMModel, infer_lightgbm_schema
 from explainers.lightgbm_trees import flatten_lightgbm
 from explainers.registry import Explainable, build_explainable
-from explainers.tree import TreeEnsembleExplainer
+from explainers.tree import LightGBMTreeExplainer, TreeEnsembleExplainer
+from explainers.tree_linear import LinearTreeExplainer
 from explainers.types import FeatureKind
 from tests.unit.explainers.support import Dataset, assert_additive
 
@@ -45,7 +46,7 @@ def test_hist_gradient_boosting_matches_shap_on_any_row(
     model, explainable, reference = hgb
     explanation = explainable.explainer.explain(X)
     expected = reference.shap_values(X, check_additivity=False)  # type: ignore[attr-defined]
-    np.testing.assert_allclose(explanation.values, expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(explanation.values, expected, rtol=0, atol=1e-9)
     assert_additive(explanation, model.decision_function(X))
 
 
@@ -68,8 +69,8 @@ def booster() -> tuple[lgb.Booster, LightGBMModel, TreeEnsembleExplainer, Explai
     schema = infer_lightgbm_schema(loaded, frame)
     model = LightGBMModel(loaded, schema)
     flat = TreeEnsembleExplainer(flatten_lightgbm(loaded, model.output_space), model)
-    native = build_explainable("lightgbm", loaded, schema, background=np.zeros((1, 4)))
-    return loaded, model, flat, native
+    linear = build_explainable("lightgbm", loaded, schema, background=np.zeros((1, 4)))
+    return loaded, model, flat, linear
 
 
 _CATEGORY = st.one_of(st.integers(0, 4).map(float), st.just(np.nan))
@@ -85,14 +86,15 @@ def _mixed_rows(draw: st.DrawFn) -> np.ndarray:
 
 @settings(max_examples=60, deadline=None, database=None)
 @given(X=_mixed_rows())
-def test_lightgbm_native_and_flattened_agree_with_pred_contrib_on_any_row(
+def test_lightgbm_linear_classic_and_native_agree_with_pred_contrib_on_any_row(
         booster: tuple[lgb.Booster, LightGBMModel, TreeEnsembleExplainer, Explainable],
         X: np.ndarray) -> None:
-    loaded, model, flat, native = booster
+    loaded, model, flat, linear = booster
     assert model.schema.features[2].kind is FeatureKind.CATEGORICAL
+    assert isinstance(linear.explainer, LinearTreeExplainer)
     contrib = loaded.predict(model.numeric_input(X), pred_contrib=True)
     raw = loaded.predict(model.numeric_input(X), raw_score=True)
-    for explainer in (native.explainer, flat):
+    for explainer in (linear.explainer, flat, LightGBMTreeExplainer(model)):
         explanation = explainer.explain(X)
-        np.testing.assert_allclose(explanation.values, contrib[:, :-1], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(explanation.values, contrib[:, :-1], rtol=0, atol=1e-9)
         assert_additive(explanation, raw)

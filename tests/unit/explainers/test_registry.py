@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
@@ -14,9 +15,16 @@ from sklearn.svm import LinearSVC
 from explainers.errors import InvalidClassIndex, SchemaMismatch, UnsupportedModel
 from explainers.linear import LinearExplainer
 from explainers.permutation import PermutationExplainer
-from explainers.registry import BUILDERS, Explainable, build_explainable, warm_up
+from explainers.registry import (
+    BUILDERS,
+    REFERENCE_KERNEL,
+    Explainable,
+    build_explainable,
+    warm_up,
+)
 from explainers.sklearn_model import SklearnModel
-from explainers.tree import TreeEnsembleExplainer
+from explainers.tree import LightGBMTreeExplainer, TreeEnsembleExplainer
+from explainers.tree_linear import LinearTreeExplainer
 from explainers.types import OutputSpace, Task
 from tests.unit.explainers.support import Dataset, assert_additive, numeric_schema
 
@@ -26,7 +34,7 @@ def test_table_has_one_row_per_flavor() -> None:
 
 
 @pytest.mark.parametrize(("make", "explainer_type", "space"), [
-    (lambda: RandomForestClassifier(n_estimators=3, random_state=0), TreeEnsembleExplainer,
+    (lambda: RandomForestClassifier(n_estimators=3, random_state=0), LinearTreeExplainer,
      OutputSpace.PROBABILITY),
     (LogisticRegression, LinearExplainer, OutputSpace.LOG_ODDS),
     (lambda: make_pipeline(StandardScaler(), LogisticRegression()), PermutationExplainer,
@@ -103,8 +111,8 @@ def test_empty_batch_gives_an_empty_explanation(datasets: dict[str, Dataset]) ->
     assert explanation.class_indices is not None and len(explanation.class_indices) == 0
 
 
-def test_warm_up_compiles_the_kernel() -> None:
-    warm_up()
+def test_warm_up_compiles_the_kernels_and_reports_the_time() -> None:
+    assert warm_up() > 0
 
 
 def test_class_indices_out_of_range_or_misshaped_are_refused(
@@ -118,3 +126,25 @@ def test_class_indices_out_of_range_or_misshaped_are_refused(
         explainer.explain(rows, class_indices=np.array([0, 1, 3]))
     with pytest.raises(InvalidClassIndex, match="shape"):
         explainer.explain(rows, class_indices=np.array([0, 1]))
+
+
+def test_reference_kernel_restores_the_previous_tree_shap(datasets: dict[str, Dataset]) -> None:
+    data = datasets["binary"]
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 8},
+                        lgb.Dataset(data.X, data.y, feature_name=list(data.schema.feature_names)),
+                        num_boost_round=5)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(data.X, data.y)
+    for flavor, model, reference in (("lightgbm", booster, LightGBMTreeExplainer),
+                                     ("sklearn", forest, TreeEnsembleExplainer)):
+        chosen = build_explainable(flavor, model, data.schema, background=data.background,
+                                   tree_kernel=REFERENCE_KERNEL).explainer
+        assert isinstance(chosen, reference)
+        default = build_explainable(flavor, model, data.schema,
+                                    background=data.background).explainer
+        assert isinstance(default, LinearTreeExplainer)
+        rows = data.test_rows[:6]
+        np.testing.assert_allclose(default.explain(rows).values, chosen.explain(rows).values,
+                                   rtol=0, atol=1e-9)
+    with pytest.raises(UnsupportedModel, match="tree kernel"):
+        build_explainable("sklearn", forest, data.schema, background=data.background,
+                          tree_kernel="fastest")

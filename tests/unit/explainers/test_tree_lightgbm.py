@@ -22,6 +22,7 @@ from explainers.lightgbm_trees import flatten_lightgbm
 from explainers.permutation import PermutationExplainer
 from explainers.registry import build_explainable
 from explainers.tree import LightGBMTreeExplainer, TreeEnsembleExplainer
+from explainers.tree_linear import LinearTreeExplainer
 from explainers.types import FeatureKind, FeatureSpec, ModelSchema, OutputSpace, Task
 from tests.unit.explainers.support import Dataset, assert_additive
 
@@ -138,6 +139,19 @@ def test_flattened_booster_through_our_kernel_equals_pred_contrib(trained: Train
     assert_additive(explanation, _raw(trained, explanation.class_indices))
 
 
+def test_registry_picks_the_linear_kernel_equal_to_pred_contrib(trained: Trained) -> None:
+    explainable = build_explainable("lightgbm", trained.booster, trained.schema,
+                                    background=trained.encoded)
+    explainer = explainable.explainer
+    assert isinstance(explainer, LinearTreeExplainer)
+    assert explainer.kernel == "linear_treeshap"
+    explanation = explainer.explain(trained.encoded)
+    values, base = _reference(trained, explanation.class_indices)
+    np.testing.assert_allclose(explanation.values, values, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(explanation.base_values, base, rtol=0, atol=1e-9)
+    assert_additive(explanation, _raw(trained, explanation.class_indices))
+
+
 def test_predictions_equal_booster_predict(trained: Trained) -> None:
     predictions = LightGBMModel(trained.booster, trained.schema).predict(trained.encoded)
     expected = np.asarray(trained.booster.predict(trained.native))
@@ -204,12 +218,12 @@ def test_unseen_category_is_explained_as_missing() -> None:
     np.testing.assert_allclose(explanation.values[0], contrib[0, :-1], atol=1e-12)
 
 
-def test_registry_uses_native_tree_shap_and_falls_back_for_linear_trees(
+def test_registry_uses_the_linear_kernel_and_falls_back_for_linear_trees(
         datasets: dict[str, Dataset]) -> None:
     data = datasets["regression"]
-    native = build_explainable("lightgbm", _numeric(data, {"objective": "regression"}).booster,
-                               data.schema, background=data.background)
-    assert isinstance(native.explainer, LightGBMTreeExplainer)
+    flat = build_explainable("lightgbm", _numeric(data, {"objective": "regression"}).booster,
+                             data.schema, background=data.background)
+    assert isinstance(flat.explainer, LinearTreeExplainer)
     linear = _train({"objective": "regression", "linear_tree": True}, data.X, data.y,
                     feature_name=list(data.schema.feature_names))
     fallback = build_explainable("lightgbm", linear, data.schema, background=data.background)

@@ -25,6 +25,7 @@ from explainers.registry import build_explainable
 from explainers.sklearn_model import SklearnModel
 from explainers.sklearn_trees import flatten_sklearn_trees
 from explainers.tree import TreeEnsembleExplainer
+from explainers.tree_linear import LinearTreeExplainer
 from explainers.types import FeatureKind, FeatureSpec, ModelSchema, OutputSpace, Task
 from tests.unit.explainers.support import Dataset, assert_additive, shap_for_class
 
@@ -74,7 +75,8 @@ def test_attributions_equal_shap_tree_explainer(
         fitted: tuple[BaseEstimator, Dataset]) -> None:
     model, data = fitted
     explainable = build_explainable("sklearn", model, data.schema, background=data.background)
-    assert isinstance(explainable.explainer, TreeEnsembleExplainer)
+    assert isinstance(explainable.explainer, LinearTreeExplainer)
+    assert explainable.explainer.kernel == "linear_treeshap"
     rows = data.test_rows
     explanation = explainable.explainer.explain(rows)
 
@@ -82,11 +84,29 @@ def test_attributions_equal_shap_tree_explainer(
     expected_values, expected_base = shap_for_class(
         reference.shap_values(rows, check_additivity=False), reference.expected_value,
         explanation.class_indices, len(rows))
-    np.testing.assert_allclose(explanation.values, expected_values, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(explanation.base_values, expected_base, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(explanation.values, expected_values, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(explanation.base_values, expected_base, rtol=0, atol=1e-9)
     assert explanation.method == "tree_shap"
     assert_additive(explanation, _explained_output(explainable.model.output(rows),
                                                    explanation.class_indices))
+
+
+def test_classic_kernel_fallback_equals_shap_tree_explainer(
+        fitted: tuple[BaseEstimator, Dataset]) -> None:
+    model, data = fitted
+    sklearn_model = SklearnModel(model, data.schema,
+                                 output_space=flatten_sklearn_trees(model).output_space)
+    rows = data.test_rows[:12]
+    reference = _reference_explainer(model)
+    for explainer in (TreeEnsembleExplainer(flatten_sklearn_trees(model), sklearn_model,
+                                            probe=data.background),
+                      LinearTreeExplainer(flatten_sklearn_trees(model), sklearn_model,
+                                          probe=data.background, memory_budget=0)):
+        explanation = explainer.explain(rows)
+        expected_values, _ = shap_for_class(
+            reference.shap_values(rows, check_additivity=False), reference.expected_value,
+            explanation.class_indices, len(rows))
+        np.testing.assert_allclose(explanation.values, expected_values, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", list(CLASSIFIERS))
@@ -217,6 +237,8 @@ def test_tree_explainer_refuses_a_model_it_does_not_reproduce(
     sklearn_model = SklearnModel(model, data.schema)
     with pytest.raises(UnsupportedModel, match="do not reproduce"):
         TreeEnsembleExplainer(broken, sklearn_model, probe=data.background)
+    with pytest.raises(UnsupportedModel, match="do not reproduce"):
+        LinearTreeExplainer(broken, sklearn_model, probe=data.background)
 
 
 def test_background_missing_values_do_not_block_a_model_without_nan_support(
@@ -227,7 +249,7 @@ def test_background_missing_values_do_not_block_a_model_without_nan_support(
     background[::3, 1] = np.nan
     explainer = build_explainable("sklearn", model, data.schema,
                                   background=background).explainer
-    assert isinstance(explainer, TreeEnsembleExplainer)
+    assert isinstance(explainer, LinearTreeExplainer)
     assert_additive(explainer.explain(data.test_rows), model.decision_function(data.test_rows))
     rows = data.test_rows[:2].copy()
     rows[0, 1] = np.nan

@@ -1,0 +1,211 @@
+"""Exact path-dependent TreeSHAP in O(nodes x D) per tree: Linear TreeShap, compiled with numba.
+
+Linear TreeShap (Yu, Bifet, Read and Xu, NeurIPS 2022) writes the Shapley weight as a
+Beta integral, so a leaf l with unique path features P, zero fractions z_j (product of
+the cover ratios of the splits on j) and one fractions o_j in {0, 1} (the row follows
+every split on j) adds to feature i
+
+    phi_i += v_l (o_i - z_i) * integral_0^1 prod_{j in P, j != i} (o_j t + z_j (1 - t)) dt.
+
+The integrand is a polynomial of degree |P| - 1. We keep every polynomial as its values
+at the N Gauss-Legendre nodes of [0, 1] (N = ceil(|P| / 2), exact up to degree 2N - 1)
+instead of its coefficients: products and quotients become pointwise, the integral is a
+weighted sum, and nothing is ever divided polynomially, which is what breaks the
+coefficient form beyond depth ~12 (the paper's v2 interpolates at Chebyshev nodes for the
+same reason). A split on a feature already on the path divides the old factor out and
+multiplies the new one in; the edge adds the new term minus the old one, and along a leaf's
+path these telescope to the term of its final factor (pointwise, hence exactly).
+
+One tree costs a forward pass (factor products, parent to children) and a backward pass
+(sums of leaf polynomials, children to parent) over its nodes in pre-order. Trees whose
+tables were not built (`tree_points == 0`, see `treeshap_tables`) run the classic kernel.
+"""
+
+# numba kernels take their flat arrays positionally (no keyword-only arguments there).
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from explainers.treeshap_kernel import (
+    FrameStack,
+    PathBuffers,
+    TreeArrays,
+    explain_tree,
+    next_node,
+)
+
+
+class LinearTrees(NamedTuple):
+    """Per-model tables of the linear kernel: all trees in pre-order, built once at load.
+
+    The trees' split rules come apart, as `TreeArrays` re-indexed so that node n's left
+    child is n + 1 (numba cannot hand nested tuples of arrays to parallel loops). The
+    per-node fields describe the edge from the node's parent: the parent's split feature,
+    the zero fraction of that feature along the path before and after the edge, and the
+    nearest ancestor edge on the same feature.
+    """
+
+    tree_starts: np.ndarray  # int64 (n_trees + 1,): first node of each tree
+    tree_points: np.ndarray  # int64 (n_trees,): Gauss-Legendre points, 0 = classic kernel
+    tree_depths: np.ndarray  # int64 (n_trees,): depth of each tree
+    edge_offsets: np.ndarray  # int64 (n_trees,): first row of a linear tree's edge fields
+    edge_features: np.ndarray  # int32: split feature of the parent (-1 at a root)
+    prev_same: np.ndarray  # int32: local node below the previous edge on that feature, or -1
+    z_edge: np.ndarray  # float64: cover(node) / cover(parent)
+    z_before: np.ndarray  # float64: zero fraction of the feature before this edge
+    z_after: np.ndarray  # float64: ... and after it (z_before * z_edge)
+    gl_nodes: np.ndarray  # float64 (max N + 1, max N): row N holds the N nodes on [0, 1]
+    gl_weights: np.ndarray  # float64: matching weights (summing to 1)
+    gl_cold: np.ndarray  # float64: -w / (1 - t), the term of an edge the row does not take
+    max_nodes: int  # nodes of the largest tree
+    max_points: int
+    classic_depth: int  # deepest tree left to the classic kernel (0: none)
+
+
+@njit(cache=True, nogil=True)
+def _forward(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees, C: np.ndarray,
+             P: np.ndarray, ones: np.ndarray, live: np.ndarray) -> None:
+    # C[i] = product of the path's factors at node i, P[i] = weighted edge term into i
+    start = lt.tree_starts[t]
+    end = lt.tree_starts[t + 1]
+    e0 = lt.edge_offsets[t]
+    n_points = lt.tree_points[t]
+    ts = lt.gl_nodes[n_points]
+    ws = lt.gl_weights[n_points]
+    cold_terms = lt.gl_cold[n_points]
+    for k in range(n_points):
+        C[0, k] = 1.0
+    for n in range(start, end):
+        right = trees.right[n]
+        if right < 0:
+            continue
+        i = n - start
+        left = n + 1
+        goes_left = next_node(n, x[trees.features[n]], trees) == left
+        hot = left - start if goes_left else right - start
+        cold = right - start if goes_left else left - start
+        before = lt.prev_same[e0 + i + 1]
+        hot_before = True if before < 0 else ones[before]
+        ones[hot] = hot_before
+        ones[cold] = False
+        live[hot] = hot_before
+        live[cold] = hot_before
+        if not hot_before:
+            # the row already left this feature's path: its factor only shrinks, and the
+            # edge's term cancels (both old and new terms are -1 / (1 - t))
+            z_hot = lt.z_edge[e0 + hot]
+            z_cold = lt.z_edge[e0 + cold]
+            for k in range(n_points):
+                C[hot, k] = C[i, k] * z_hot
+                C[cold, k] = C[i, k] * z_cold
+            continue
+        z_hot = lt.z_after[e0 + hot]
+        z_cold = lt.z_after[e0 + cold]
+        if before < 0:
+            for k in range(n_points):
+                a_hot = z_hot + (1.0 - z_hot) * ts[k]
+                C[hot, k] = C[i, k] * a_hot
+                P[hot, k] = ws[k] * (1.0 - z_hot) / a_hot
+                C[cold, k] = C[i, k] * z_cold * (1.0 - ts[k])
+                P[cold, k] = cold_terms[k]
+        else:
+            z_old = lt.z_before[e0 + i + 1]
+            for k in range(n_points):
+                inv_old = 1.0 / (z_old + (1.0 - z_old) * ts[k])
+                old_term = ws[k] * (1.0 - z_old) * inv_old
+                a_hot = z_hot + (1.0 - z_hot) * ts[k]
+                C[hot, k] = C[i, k] * a_hot * inv_old
+                P[hot, k] = ws[k] * (1.0 - z_hot) / a_hot - old_term
+                C[cold, k] = C[i, k] * z_cold * (1.0 - ts[k]) * inv_old
+                P[cold, k] = cold_terms[k] - old_term
+
+
+@njit(cache=True, nogil=True)
+def _backward(t: int, phi: np.ndarray, trees: TreeArrays, lt: LinearTrees, values: np.ndarray,
+              C: np.ndarray, P: np.ndarray, live: np.ndarray) -> None:
+    # C[i] becomes the sum of the leaf polynomials below node i (v * product at a leaf)
+    start = lt.tree_starts[t]
+    e0 = lt.edge_offsets[t]
+    n_points = lt.tree_points[t]
+    right_children = trees.right
+    for n in range(lt.tree_starts[t + 1] - 1, start, -1):
+        i = n - start
+        right = right_children[n]
+        if right < 0:
+            value = values[n]
+            for k in range(n_points):
+                C[i, k] *= value
+        else:
+            r = right - start
+            for k in range(n_points):
+                C[i, k] = C[i + 1, k] + C[r, k]
+        if live[i]:
+            total = 0.0
+            for k in range(n_points):
+                total += C[i, k] * P[i, k]
+            phi[lt.edge_features[e0 + i]] += total
+
+
+class Scratch(NamedTuple):
+    """Per-row work arrays, allocated once per row or chunk of rows."""
+
+    C: np.ndarray
+    P: np.ndarray
+    ones: np.ndarray
+    live: np.ndarray
+    path: PathBuffers
+    frames: FrameStack
+
+
+@njit(cache=True, nogil=True)
+def new_scratch(lt: LinearTrees) -> Scratch:
+    n = max(lt.max_nodes, 1)
+    points = max(lt.max_points, 1)
+    # the classic kernel's buffers, sized for the deepest tree it runs
+    size = (lt.classic_depth + 2) * (lt.classic_depth + 3) // 2 + 1
+    n_frames = 2 * lt.classic_depth + 4
+    return Scratch(
+        np.empty((n, points), dtype=np.float64), np.empty((n, points), dtype=np.float64),
+        np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
+        PathBuffers(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float64),
+              np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)),
+        FrameStack(np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.int64),
+                np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.float64),
+                np.empty(n_frames, dtype=np.float64), np.empty(n_frames, dtype=np.int64)),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _explain_row(x: np.ndarray, phi: np.ndarray, tree_ids: np.ndarray, trees: TreeArrays,
+                 lt: LinearTrees, values: np.ndarray, s: Scratch) -> None:
+    for j in range(tree_ids.shape[0]):
+        t = tree_ids[j]
+        start = lt.tree_starts[t]
+        if lt.tree_starts[t + 1] - start == 1:
+            continue  # a single leaf attributes nothing
+        if lt.tree_points[t] == 0:
+            explain_tree(start, x, phi, trees, values, s.path, s.frames)
+            continue
+        _forward(t, x, trees, lt, s.C, s.P, s.ones, s.live)
+        _backward(t, phi, trees, lt, values, s.C, s.P, s.live)
+
+
+@njit(cache=True, nogil=True)
+def _explain_rows(X: np.ndarray, phi: np.ndarray, first: int, stop: int, tree_ids: np.ndarray,
+                  trees: TreeArrays, lt: LinearTrees, values: np.ndarray) -> None:
+    scratch = new_scratch(lt)
+    for i in range(first, stop):
+        _explain_row(X[i], phi[i], tree_ids, trees, lt, values, scratch)
+
+
+@njit(cache=True, nogil=True)
+def shap_rows_serial(X: np.ndarray, tree_ids: np.ndarray, trees: TreeArrays, lt: LinearTrees,
+                     values: np.ndarray) -> np.ndarray:
+    """Explain the rows of X one at a time on the calling thread."""
+    phi = np.zeros(X.shape, dtype=np.float64)
+    _explain_rows(X, phi, 0, X.shape[0], tree_ids, trees, lt, values)
+    return phi

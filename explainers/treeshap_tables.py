@@ -1,0 +1,198 @@
+"""Build the linear kernel's per-model tables from a flat ensemble, within a memory budget."""
+
+# numba kernels take their flat arrays positionally (no keyword-only arguments there).
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from explainers.tree_ensemble import TreeEnsemble
+from explainers.treeshap_kernel import TreeArrays
+from explainers.treeshap_linear import LinearTrees
+
+# Bytes of the linear kernel's per-node edge tables (int32 x 2, float64 x 3).
+EDGE_BYTES_PER_NODE = 4 + 4 + 8 * 3
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledEnsemble:
+    """The tables of one model and the map from their node order back to the ensemble's."""
+
+    trees: TreeArrays  # split rules and covers in the tables' pre-order
+    tables: LinearTrees
+    order: np.ndarray  # int64: tables node n is ensemble node order[n]
+    memory_bytes: int  # everything the tables hold (split rules, covers, edges)
+    linear_trees: int  # trees on the linear kernel (the rest run the classic one)
+
+    def node_values(self, values: np.ndarray) -> np.ndarray:
+        """Reorder per-node values of the ensemble into the tables' pre-order."""
+        return np.ascontiguousarray(values[self.order], dtype=np.float64)
+
+
+@njit(cache=True)
+def _preorder(left: np.ndarray, right: np.ndarray, roots: np.ndarray,
+              n_nodes: int) -> np.ndarray:
+    order = np.empty(n_nodes, dtype=np.int64)
+    stack = np.empty(n_nodes + 1, dtype=np.int64)
+    n = 0
+    for root in roots:
+        stack[0] = root
+        top = 1
+        while top > 0:
+            top -= 1
+            node = stack[top]
+            order[n] = node
+            n += 1
+            if left[node] >= 0:
+                stack[top] = right[node]
+                stack[top + 1] = left[node]
+                top += 2
+    return order
+
+
+@njit(cache=True)
+def _edges(left: np.ndarray, right: np.ndarray, features: np.ndarray, covers: np.ndarray,
+           tree_starts: np.ndarray, n_features: int) -> tuple[np.ndarray, ...]:
+    # Walk each tree in pre-order keeping, per feature, the last edge on the path and the
+    # feature's zero fraction so far; undo both when the walk leaves a subtree.
+    n_nodes = left.shape[0]
+    edge_features = np.full(n_nodes, -1, dtype=np.int32)
+    prev_same = np.full(n_nodes, -1, dtype=np.int32)  # local index within the tree
+    z_edge = np.ones(n_nodes, dtype=np.float64)
+    z_before = np.ones(n_nodes, dtype=np.float64)
+    z_after = np.ones(n_nodes, dtype=np.float64)
+    n_trees = tree_starts.shape[0] - 1
+    unique = np.zeros(n_trees, dtype=np.int64)  # most distinct features on a root-leaf path
+    depths = np.zeros(n_trees, dtype=np.int64)
+    last = np.full(n_features, -1, dtype=np.int64)
+    z_cur = np.ones(n_features, dtype=np.float64)
+    parent = np.full(n_nodes, -1, dtype=np.int64)
+    path = np.empty(n_nodes + 1, dtype=np.int64)
+    for t in range(n_trees):
+        start = tree_starts[t]
+        for n in range(start, tree_starts[t + 1]):
+            if left[n] >= 0:
+                parent[left[n]] = n
+                parent[right[n]] = n
+        depth = 0
+        distinct = 0
+        path[0] = start
+        for n in range(start + 1, tree_starts[t + 1]):
+            while path[depth] != parent[n]:  # leave finished subtrees, undoing their edges
+                m = path[depth]
+                f = edge_features[m]
+                last[f] = -1 if prev_same[m] < 0 else prev_same[m] + start
+                z_cur[f] = z_before[m]
+                distinct -= 1 if prev_same[m] < 0 else 0
+                depth -= 1
+            p = parent[n]
+            f = features[p]
+            edge_features[n] = f
+            prev_same[n] = -1 if last[f] < 0 else last[f] - start
+            distinct += 1 if last[f] < 0 else 0
+            z_edge[n] = covers[n] / covers[p] if covers[p] > 0 else 0.0
+            z_before[n] = z_cur[f]
+            z_after[n] = z_cur[f] * z_edge[n]
+            last[f] = n
+            z_cur[f] = z_after[n]
+            depth += 1
+            path[depth] = n
+            unique[t] = max(unique[t], distinct)
+            depths[t] = max(depths[t], depth)
+        while depth > 0:
+            m = path[depth]
+            f = edge_features[m]
+            last[f] = -1 if prev_same[m] < 0 else prev_same[m] + start
+            z_cur[f] = z_before[m]
+            distinct -= 1 if prev_same[m] < 0 else 0
+            depth -= 1
+    return edge_features, prev_same, z_edge, z_before, z_after, unique, depths
+
+
+def gauss_legendre(max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return nodes, weights and cold-edge terms on [0, 1] for 1..max_points points."""
+    nodes = np.full((max_points + 1, max(max_points, 1)), 0.5)
+    weights = np.zeros_like(nodes)
+    for n in range(1, max_points + 1):
+        x, w = np.polynomial.legendre.leggauss(n)
+        nodes[n, :n] = (x + 1.0) / 2.0
+        weights[n, :n] = w / 2.0
+    cold = -weights / (1.0 - nodes)
+    return nodes, weights, cold
+
+
+def _reordered(trees: TreeArrays, order: np.ndarray) -> TreeArrays:
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+
+    def children(index: np.ndarray) -> np.ndarray:
+        picked = index[order]
+        return np.where(picked < 0, -1, inverse[np.maximum(picked, 0)]).astype(np.int32)
+
+    return TreeArrays(
+        left=children(trees.left), right=children(trees.right),
+        default=children(trees.default),
+        features=np.ascontiguousarray(trees.features[order]),
+        thresholds=np.ascontiguousarray(trees.thresholds[order]),
+        missing_kinds=np.ascontiguousarray(trees.missing_kinds[order]),
+        category_starts=np.ascontiguousarray(trees.category_starts[order]),
+        category_words=np.ascontiguousarray(trees.category_words[order]),
+        category_bitsets=trees.category_bitsets,
+        covers=np.ascontiguousarray(trees.covers[order]),
+    )
+
+
+def compile_ensemble(ensemble: TreeEnsemble, *, memory_budget: int | None) -> CompiledEnsemble:
+    """Build the linear kernel's tables; trees past `memory_budget` bytes stay classic.
+
+    Trees are admitted smallest first, so a budget cut keeps the most trees linear. A
+    budget below the split rules themselves leaves every tree on the classic kernel.
+    """
+    source = ensemble.trees
+    order = _preorder(source.left, source.right, ensemble.roots.astype(np.int64),
+                      len(source.left))
+    trees = _reordered(source, order)
+    sizes = np.diff(np.append(ensemble.roots, len(source.left))).astype(np.int64)
+    tree_starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    edge_features, prev_same, z_edge, z_before, z_after, unique, depths = _edges(
+        trees.left, trees.right, trees.features, trees.covers, tree_starts,
+        max(ensemble.n_features, 1))
+    points = np.maximum((unique + 1) // 2, 1)
+    # the quadrature tables cover every tree, so they do not depend on the budget's cut
+    nodes, weights, cold = gauss_legendre(int(points.max()))
+    fixed_bytes = (sum(int(a.nbytes) for a in trees) + tree_starts.nbytes
+                   + 3 * sizes.nbytes + nodes.nbytes + weights.nbytes + cold.nbytes)
+    linear = _admitted(sizes, fixed_bytes, memory_budget)
+    keep = np.repeat(linear, sizes)
+    tables = LinearTrees(
+        tree_starts=tree_starts,
+        tree_points=np.where(linear, points, 0).astype(np.int64),
+        tree_depths=depths,
+        edge_offsets=np.concatenate(([0], np.cumsum(np.where(linear, sizes, 0))[:-1])
+                                    ).astype(np.int64),
+        edge_features=np.ascontiguousarray(edge_features[keep]),
+        prev_same=np.ascontiguousarray(prev_same[keep]),
+        z_edge=np.ascontiguousarray(z_edge[keep]),
+        z_before=np.ascontiguousarray(z_before[keep]),
+        z_after=np.ascontiguousarray(z_after[keep]),
+        gl_nodes=nodes, gl_weights=weights, gl_cold=cold,
+        max_nodes=int(sizes.max()), max_points=int(points[linear].max(initial=1)),
+        classic_depth=int(depths[~linear].max(initial=0)),
+    )
+    memory = sum(int(a.nbytes) for a in tables if isinstance(a, np.ndarray))
+    memory += sum(int(a.nbytes) for a in trees)
+    return CompiledEnsemble(trees, tables, order, memory, int(linear.sum()))
+
+
+def _admitted(sizes: np.ndarray, base_bytes: int, budget: int | None) -> np.ndarray:
+    linear = np.ones(len(sizes), dtype=bool)
+    if budget is None:
+        return linear
+    room = budget - base_bytes
+    by_size = np.argsort(sizes, kind="stable")
+    cumulative = np.cumsum(sizes[by_size] * EDGE_BYTES_PER_NODE)
+    linear[by_size[cumulative > room]] = False
+    return linear

@@ -1,0 +1,1 @@
+"""Incidents: lifecycle, summaries, backfills and exports through a durable outbox."""

@@ -1,0 +1,1 @@
+"""`whylens worker`: explanation jobs from the Redis Stream, and the archive writer."""

@@ -1,0 +1,1 @@
+"""Live drift windows: per model version, time bucket and segment, aggregated counts."""
