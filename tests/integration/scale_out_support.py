@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,17 @@ def record_from(frame: pd.DataFrame, i: int, request_id: str, **extra: Any) -> d
                               "timestamp": "2026-11-25T18:00:00Z"}
     record.update(extra)
     return record
+
+
+async def bounded(awaitable: Awaitable[object], *, seconds: float, what: str) -> None:
+    """Await with a deadline; on timeout print every task's stack (a hang, diagnosed)."""
+    try:
+        await asyncio.wait_for(awaitable, timeout=seconds)
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            print(f"--- task {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+        raise AssertionError(f"{what} took more than {seconds} s") from None
 
 
 def clear_prefix(redis_url: str, prefix: str) -> None:

@@ -19,6 +19,7 @@ from storage.queue import ExplainJob
 from storage.records import StoredRecord
 from tests.integration.scale_out_support import (
     CreditModel,
+    bounded,
     clear_prefix,
     record_from,
 )
@@ -42,18 +43,24 @@ async def env(credit: CreditModel, redis_url: str, unique_prefix: str,
     settings = _settings(credit, redis_url, unique_prefix, tmp_path, "queue")
     app = create_app(settings)
     worker_runtime = await build_runtime(worker_settings(settings), serving=False)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
-                yield settings, http, worker_runtime
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
+            yield settings, http, worker_runtime
     finally:
-        assert worker_runtime.scale_out is not None
-        await worker_runtime.scale_out.close()
-        await worker_runtime.traces.close()
-        await worker_runtime.drift.close()
-        await worker_runtime.audit.close()
+        await bounded(lifespan.__aexit__(None, None, None), seconds=60, what="app shutdown")
+        await bounded(_close(worker_runtime), seconds=60, what="worker runtime shutdown")
         clear_prefix(redis_url, unique_prefix)
+
+
+async def _close(runtime: Runtime) -> None:
+    assert runtime.scale_out is not None
+    await runtime.scale_out.close()
+    await runtime.traces.close()
+    await runtime.drift.close()
+    await runtime.audit.close()
 
 
 async def _work_until(runtime: Runtime, done: Callable[[], Awaitable[bool]]) -> ExplainWorker:
