@@ -25,11 +25,15 @@ class Retention:
     traces_s: int
     records_s: int
     inputs_s: int
+    incident_traces_s: int
 
 
-def retention_for(settings: RetentionSettings, manifest: Manifest) -> Retention:
-    """Resolve the retention of a model version."""
-    layers = [settings.models.get(manifest.name), manifest.retention]
+def retention_for(settings: RetentionSettings, manifest: Manifest | None, *,
+                  model: str | None = None) -> Retention:
+    """Resolve the retention of a model version (or of a model whose manifest is unknown)."""
+    name = manifest.name if manifest is not None else model
+    layers = [None if name is None else settings.models.get(name),
+              None if manifest is None else manifest.retention]
 
     def pick(field: str, default: int) -> int:
         for layer in layers:
@@ -41,7 +45,8 @@ def retention_for(settings: RetentionSettings, manifest: Manifest) -> Retention:
     records_s = pick("records_s", settings.records_s)
     inputs_s = pick("inputs_s", settings.inputs_s or records_s)
     return Retention(traces_s=pick("traces_s", settings.traces_s), records_s=records_s,
-                     inputs_s=min(inputs_s, records_s))
+                     inputs_s=min(inputs_s, records_s),
+                     incident_traces_s=pick("incident_traces_s", settings.incident_traces_s))
 
 
 def read_retention_overrides(path: Path | None) -> RetentionOverrides | None:

@@ -41,6 +41,8 @@ class RetentionSettings(BaseModel):
     """How often the embedded store deletes expired rows."""
     inputs_s: int | None = Field(default=None, gt=0)
     """Sealed raw inputs, when shorter than records_s (unset: as long as the log entry)."""
+    incident_traces_s: int = Field(default=90 * 86400, gt=0)
+    """Traces linked to an incident, counted from the incident's close (held while open)."""
     models: dict[str, RetentionOverrides] = Field(default_factory=dict)
     """Per-model retention; wins over the manifest's `retention` section."""
 

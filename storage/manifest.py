@@ -118,6 +118,8 @@ class RetentionOverrides(_Strict):
     """The compact prediction log."""
     inputs_s: int | None = Field(default=None, gt=0)
     """Sealed raw inputs (never longer than the prediction log they belong to)."""
+    incident_traces_s: int | None = Field(default=None, gt=0)
+    """Traces linked to an incident of this model, counted from the incident's close."""
 
 
 class FileEntry(_Strict):

@@ -183,6 +183,12 @@ class IncidentLinks(Protocol):
         index) and hold the trace past retention; return the request IDs linked."""
         ...
 
+    async def release_incident(self, incident_id: str, models: Sequence[str], *,
+                               until_ms: int) -> None:
+        """Let the incident's own search index (for traces of `models`) expire at `until_ms`;
+        the traces' expiry is set through `TraceHolds.retain_traces`."""
+        ...
+
 
 class IncidentStore(Protocol):
     """Incidents and the request IDs attached to them."""

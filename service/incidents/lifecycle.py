@@ -13,6 +13,7 @@ from service.auth import Caller
 from service.errors import IncidentExists, IncidentNotFound, ModelUnknown
 from service.incidents.bodies import IncidentCreate
 from service.incidents.explaining import ExplainOutcome, explain_for_incident, replay_records
+from service.incidents.holds import release_incident
 from service.incidents.jobs import job_view
 from service.incidents.linking import link_traces
 from service.incidents.summary import summarize
@@ -53,13 +54,19 @@ async def require_incident(runtime: Runtime, incident_id: str) -> StoredIncident
 
 
 async def close_incident(runtime: Runtime, incident_id: str, caller: Caller) -> StoredIncident:
-    """Close the incident (idempotent); its traces stay held past retention."""
+    """Close the incident (idempotent) and release the hold of its traces.
+
+    They are kept until the close plus the incident retention of its model (longer when
+    another open or later-released incident holds them). Closing again repeats the release,
+    which repairs a release interrupted by a store failure.
+    """
     incident = await require_incident(runtime, incident_id)
     if incident.is_open:
         incident = replace(incident, state=INCIDENT_CLOSED, closed_ms=now_ms(),
                            closed_by=caller.name)
         await runtime.incidents.store.save_incident(incident)
     runtime.policy.close_incident(incident)
+    await release_incident(runtime, incident)
     return incident
 
 

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 
+from service.incidents.holds import settle_linked
 from service.runtime import Runtime
 from storage.errors import StorageError
 
@@ -21,6 +22,9 @@ async def link_traces(runtime: Runtime, incident_id: str, request_ids: Sequence[
     if linked:
         await incidents.store.attach_requests(incident_id, linked,
                                               attached_ms=time.time_ns() // 1_000_000)
+        # Linking holds the traces; a closed incident (attached late, or closed while
+        # these traces were explained for it) holds them only until its own release.
+        await settle_linked(runtime, await incidents.store.get_incident(incident_id), linked)
     return linked
 
 

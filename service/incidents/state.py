@@ -11,7 +11,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 
 from explainers.types import FloatMatrix
-from storage.protocols import IncidentLinks, IncidentStore, JobQueue, RecordListing
+from storage.protocols import IncidentLinks, IncidentStore, JobQueue, RecordListing, TraceHolds
 
 # Rows of the background sample explained for the baseline's mean |attribution|: exact
 # tree and linear explainers are cheap; model-agnostic ones cost a model call per
@@ -25,7 +25,7 @@ class IncidentBackend(IncidentStore, JobQueue, Protocol):
     """The incident store: incidents, attachments and the outbox in one backend."""
 
 
-class TraceSide(IncidentLinks, RecordListing, Protocol):
+class TraceSide(IncidentLinks, RecordListing, TraceHolds, Protocol):
     """What incidents need of the trace store beyond `TraceStore` and `RecordLog`."""
 
 

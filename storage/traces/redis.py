@@ -416,6 +416,17 @@ class RedisTraceStore:
         with _redis_errors():
             return await link_incident(self._client, self._keys, incident_id, request_ids)
 
+    async def release_incident(self, incident_id: str, models: Sequence[str], *,
+                               until_ms: int) -> None:
+        """Let the incident's sorted sets expire with the last of its released traces."""
+        keys = {key for model in models for key in self._keys.incident_indexes(model,
+                                                                              incident_id)}
+        pipe = self._client.pipeline(transaction=False)
+        for key in sorted(keys):
+            pipe.pexpireat(key, until_ms)
+        with _redis_errors():
+            await pipe.execute()
+
     async def ping(self) -> None:
         """Round-trip a PING."""
         with _redis_errors():

@@ -148,6 +148,10 @@ class SqliteTraceStore:
         return await self._run(functools.partial(
             link_incident, incident_id, list(dict.fromkeys(request_ids)), _now_ms()))
 
+    async def release_incident(self, incident_id: str, models: Sequence[str], *,
+                               until_ms: int) -> None:
+        """Nothing to do: an incident's index rows go with their traces (ON DELETE CASCADE)."""
+
     async def purge_expired(self) -> int:
         """Delete expired traces, records and sealed inputs; return how many rows changed.
 

@@ -25,9 +25,20 @@ def test_settings_per_model_win_over_the_manifest_which_wins_over_defaults() -> 
     settings = RetentionSettings(traces_s=1000, records_s=500, models={
         "credit": RetentionOverrides(records_s=50)})
     resolved = retention_for(settings, manifest(RetentionOverrides(traces_s=70, records_s=60)))
-    assert resolved == Retention(traces_s=70, records_s=50, inputs_s=50)
+    assert resolved == Retention(traces_s=70, records_s=50, inputs_s=50,
+                                 incident_traces_s=settings.incident_traces_s)
     assert retention_for(RetentionSettings(traces_s=1000, records_s=500),
-                         manifest(None)) == Retention(1000, 500, 500)
+                         manifest(None)) == Retention(1000, 500, 500, 90 * 86400)
+
+
+def test_incident_retention_resolves_per_model_without_a_manifest() -> None:
+    settings = RetentionSettings(incident_traces_s=7200, models={
+        "credit": RetentionOverrides(incident_traces_s=60)})
+    assert retention_for(settings, None, model="credit").incident_traces_s == 60
+    assert retention_for(settings, None, model="other").incident_traces_s == 7200
+    from_manifest = retention_for(settings, manifest(RetentionOverrides(incident_traces_s=90)),
+                                  model="credit")
+    assert from_manifest.incident_traces_s == 60
 
 
 def test_sealed_inputs_never_outlive_their_log_entry() -> None:
