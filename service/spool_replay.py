@@ -3,7 +3,8 @@
 Replays are idempotent by request ID: a chunk cut short by a new failure is replayed
 again from its start, and records stored meanwhile (a client retry) come back as
 duplicates whose first decision stands. A new record counts in the drift windows and,
-when sampled, is explained (queued in queue mode) exactly as at ingest.
+when sampled, is explained (queued in queue mode) and linked to the incidents it was
+accepted under, exactly as at ingest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from service.ingest import explain_and_store, replay_envelope
 from service.log_format import log_context
 from service.model_loader import ReadyModel
 from service.runtime import Runtime
+from service.sampling.trace_fields import logged_trace_fields
 from service.trace_builder import TraceRequest
 from service.validation import Envelope
 from storage.errors import StorageError, StoreUnavailable
@@ -79,9 +81,12 @@ async def replay_records(runtime: Runtime, records: Sequence[StoredRecord]) -> N
         if earlier is None:
             counted.append((ready, envelope))
         if explain:
-            policy = str(orjson.loads(kept.body).get("policy", "default"))
-            to_explain.append((ready, TraceRequest(envelope, kept.reason or "sampled", policy,
-                                                   kept.received_ms)))
+            # The logged decision carries its incidents and counterfactuals: the trace is
+            # linked and enriched exactly as it would have been at ingest.
+            body = orjson.loads(kept.body)
+            to_explain.append((ready, TraceRequest(
+                envelope, kept.reason or "sampled", str(body.get("policy", "default")),
+                kept.received_ms, **logged_trace_fields(body))))
     if counted:
         await runtime.drift.record(counted)
     if to_explain and not await enqueue_explanations(runtime, to_explain):

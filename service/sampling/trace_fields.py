@@ -14,3 +14,10 @@ def trace_request_fields(decision: SamplingDecision | None) -> dict[str, Any]:
         return {}
     ask = CounterfactualAsk(decision.counterfactuals) if decision.counterfactuals > 0 else None
     return {"counterfactuals": ask, "incidents": decision.incidents}
+
+
+def logged_trace_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The same keyword arguments, from a record log entry (`decision_fields` wrote them)."""
+    asked = int(body.get("counterfactuals") or 0)
+    return {"counterfactuals": CounterfactualAsk(asked) if asked > 0 else None,
+            "incidents": tuple(str(i) for i in body.get("incidents") or ())}

@@ -79,6 +79,16 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+async def spool_replayed(http: httpx.AsyncClient) -> None:
+    """Wait (bounded) until the service is ready again with an empty spool."""
+    for _ in range(300):
+        body = (await http.get("/readyz")).json()
+        if body["status"] == "ready" and body["checks"]["spool"]["records"] == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the spool was not replayed")
+
+
 # redis-py leaves the connection of a pipeline with registered scripts unreleased when
 # loading the scripts fails (the drift counters, during the outage): a ResourceWarning
 # from the library, not a leak of ours.
@@ -138,13 +148,7 @@ async def test_records_accepted_during_an_outage_are_stored_once_after_it(
             assert SECRET_ZIP.encode() not in (spool_dir / SPOOL_FILE).read_bytes()
 
             own_redis.start()
-            for _ in range(300):
-                body = (await http.get("/readyz")).json()
-                if body["status"] == "ready" and body["checks"]["spool"]["records"] == 0:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the spool was not replayed")
+            await spool_replayed(http)
             for _ in range(5):
                 answer = await send()
                 assert answer.status_code == 200 and "spooled" not in answer.json()
@@ -163,3 +167,45 @@ async def test_records_accepted_during_an_outage_are_stored_once_after_it(
     assert sampled and set(traces.values()) == {200}
     assert refused and not set(refused) & record_keys
     gc.collect()  # collect the library's abandoned pipeline under this test's filters
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_spooled_incident_records_are_linked_to_the_incident_on_replay(
+        credit: CreditModel, own_redis: RedisServer, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", artifacts=str(credit.artifacts), traces=own_redis.url,
+        keyring=credit.keyring, redis_key_prefix="wl", auth="off",
+        sampling=SamplingSettings(rate=0.0),
+        spool=SpoolSettings(dir=tmp_path / "spool", replay_interval_s=0.2, replay_batch=4))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
+            opened = await http.post("/v1/incidents", json={
+                "id": "INC0099", "model": "credit", "title": "t", "severity": 2})
+            assert opened.status_code == 201
+            live = await http.post("/v1/predictions", json=record_from(credit.frame, 0, "live"))
+            assert live.json()["reason"] == "incident"
+            own_redis.stop()
+            spooled = [f"sp-{i}" for i in range(1, 7)]
+            for i, rid in enumerate(spooled, start=1):
+                answer = (await http.post("/v1/predictions",
+                                          json=record_from(credit.frame, i, rid))).json()
+                assert (answer["spooled"], answer["reason"]) == (True, "incident")
+            own_redis.start()
+            await spool_replayed(http)
+            for rid in spooled:
+                trace = (await http.get(f"/v1/traces/{rid}")).json()
+                assert trace["incidents"] == ["INC0099"], rid
+            found = (await http.get("/v1/traces?incident=INC0099&limit=50")).json()["traces"]
+            assert sorted(t["request_id"] for t in found) == sorted(["live", *spooled])
+            view = (await http.get("/v1/incidents/INC0099")).json()
+            assert view["summary"]["counts"]["attached"] == len(spooled) + 1
+    client = redis.Redis.from_url(own_redis.url)
+    try:
+        # Linked means held: the replayed traces have no TTL while the incident is open.
+        assert [client.pttl(f"wl:{{credit}}:t:{rid}") for rid in spooled] == [-1] * 6
+    finally:
+        client.close()
+    gc.collect()
