@@ -10,6 +10,7 @@ from explainers.tree import LightGBMTreeExplainer
 from explainers.tree_linear import LinearTreeExplainer
 from service.deps import ReadCaller, RuntimeDep
 from service.errors import ModelUnknown
+from storage.masked_manifest import masked_manifest_json
 
 router = APIRouter(tags=["read"])
 
@@ -46,12 +47,16 @@ async def get_model(name: str, runtime: RuntimeDep, caller: ReadCaller) -> dict[
 @router.get("/v1/models/{name}/versions/{version}")
 async def get_version(name: str, version: str, runtime: RuntimeDep,
                       caller: ReadCaller) -> dict[str, Any]:
-    """The manifest of a version (or alias), and how it is loaded in this replica."""
+    """The manifest of a version (or alias), masked, and how it is loaded in this replica.
+
+    `manifest_sha256` is the digest of the stored manifest, before masking.
+    """
     resolved = await runtime.loader.resolve(name, version)
     ready = await runtime.loader.get(name, resolved)
     aliases = await runtime.loader.catalog.aliases(name)
     return {
-        "manifest": ready.manifest.model_dump(mode="json"),
+        # Masked features' training values are masked as in traces (hash, redact, bucket).
+        "manifest": masked_manifest_json(ready.manifest, ready.masker),
         "manifest_sha256": ready.manifest_sha256,
         "aliases": sorted(a for a, v in aliases.items() if v == resolved),
         "explainer": {"method": ready.explainer.method,

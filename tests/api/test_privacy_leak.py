@@ -182,6 +182,11 @@ async def ingest_all(http: httpx.AsyncClient, records: list[dict[str, Any]],
     return b"\n".join(parts)
 
 
+def training_values(frame: pd.DataFrame, feature: str) -> list[str]:
+    """The distinct raw values of a feature in the training data (the manifest's source)."""
+    return sorted({str(v) for v in frame[feature].dropna()})
+
+
 def http_manifest_mean(settings: Settings, feature: str) -> float:
     """The training mean of a feature, from the published manifest (public data)."""
     root = Path(settings.artifacts_uri.removeprefix("file://"))
@@ -234,6 +239,10 @@ async def test_masked_values_appear_nowhere_until_an_auditor_unmasks_them(
     everything = b"\n".join(corpus)
     assert ids[0].encode() in everything and b'"zip_code":"h:' in everything
     assert found_in(everything, secrets) == []
+    # Nor the training values of the hashed feature (manifest categories, baseline keys).
+    training_zips = training_values(credit_frame, "zip_code")
+    assert len(training_zips) > 10
+    assert [z for z in training_zips if f'"{z}"'.encode() in everything] == []
     # Nor any number that is a masked value in another formatting, or that value minus a
     # public constant (the training mean a stored moment might be centred on).
     means = {name: http_manifest_mean(published_settings, name)
@@ -268,3 +277,33 @@ async def test_masked_values_appear_nowhere_until_an_auditor_unmasks_them(
     assert found_in(audit.content, secrets) == []
     if backend == "sqlite":
         assert found_in(sqlite_corpus(tmp_path / "traces.db"), secrets) == []
+
+
+async def test_served_manifest_shows_hashed_training_values_as_trace_pseudonyms(
+        published_settings: Settings, credit_frame: pd.DataFrame, tmp_path: Path) -> None:
+    root = Path(published_settings.artifacts_uri.removeprefix("file://"))
+    published = json.loads((root / "models/credit/1/manifest.json").read_text())
+    async with keyed_client(published_settings, tmp_path) as http:
+        record = record_from(credit_frame, 3, "mf-1", context={"cohort": "canary"})
+        assert (await http.post("/v1/predictions", json=record,
+                                headers=as_role("ingest"))).json()["sampled"]
+        trace = (await http.get("/v1/traces/mf-1", headers=as_role("read"))).json()
+        answer = await http.get("/v1/models/credit/versions/1", headers=as_role("read"))
+    assert answer.status_code == 200
+    served = answer.json()["manifest"]
+    features = {f["name"]: f for f in served["features"]}
+    raw = {f["name"]: f for f in published["features"]}
+    zips = features["zip_code"]["categories"]
+    assert len(zips) == len(raw["zip_code"]["categories"])
+    assert all(z.startswith("h:") for z in zips)
+    # The same pseudonym a trace shows for that training value.
+    assert trace["features"]["zip_code"] in zips
+    frequencies = served["baseline"]["features"]["zip_code"]["frequencies"]
+    assert all(key.startswith("h:") for key in frequencies)
+    assert sum(frequencies.values()) == pytest.approx(
+        sum(published["baseline"]["features"]["zip_code"]["frequencies"].values()))
+    # Bucket edges define the ranges traces show; unmasked features are as published.
+    assert (served["baseline"]["features"]["income"]["edges"]
+            == published["baseline"]["features"]["income"]["edges"])
+    assert features["purpose"] == raw["purpose"]
+    assert served["masked_features"] == ["income", "savings_balance", "zip_code"]
