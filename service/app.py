@@ -81,6 +81,15 @@ def load_or_create_keyring(settings: Settings) -> Keyring:
     return load_keyring(path)
 
 
+def warn_deprecated(settings: Settings) -> None:
+    """Name settings that are accepted but no longer do anything."""
+    if settings.counterfactuals.sampled:
+        logger.warning("WHYLENS_COUNTERFACTUALS__SAMPLED is deprecated and ignored: set "
+                       "`counterfactuals: N` on the sampling policy's rules of %s instead "
+                       "(PUT /v1/models/{name}/policy)",
+                       ", ".join(sorted(settings.counterfactuals.sampled)))
+
+
 def api_key_table(settings: Settings) -> ApiKeyTable | None:
     """Return the API keys, None when auth is explicitly off; refuse when neither is set."""
     if settings.api_keys is not None:
@@ -95,6 +104,7 @@ def api_key_table(settings: Settings) -> ApiKeyTable | None:
 async def build_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
     """Open stores, load keys and build the model loader (`serving=False`: no API keys)."""
     api_keys = api_key_table(settings) if serving else None
+    warn_deprecated(settings)
     keyring = load_or_create_keyring(settings)
     store = open_artifact_store(settings.artifacts_uri, s3_endpoint_url=settings.s3_endpoint_url)
     trusted = [path.read_bytes() for path in settings.trusted_keys]

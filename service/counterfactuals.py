@@ -101,12 +101,6 @@ def parse_ask(count: int | None, raw: object, *, limits: LimitSettings,
     return CounterfactualAsk(wanted, overrides) if wanted > 0 else None
 
 
-def sampled_ask(ready: ReadyModel, settings: CounterfactualSettings) -> CounterfactualAsk | None:
-    """The model's default ask for traces nobody asked counterfactuals for (usually none)."""
-    count = settings.sampled.get(ready.manifest.name, 0)
-    return CounterfactualAsk(count) if count > 0 else None
-
-
 def build_request(ready: ReadyModel, ask: CounterfactualAsk, prediction: Mapping[str, Any],
                   settings: CounterfactualSettings) -> CounterfactualRequest:
     """Merge the manifest's constraints with the ask's overrides; raise RecordInvalid."""

@@ -123,9 +123,8 @@ class CounterfactualSettings(BaseModel):
     """Counterfactuals asked when the explain body has a `counterfactuals` object but the
     query string names no count."""
     sampled: dict[str, int] = Field(default_factory=dict)
-    """Counterfactuals computed for sampled (ingest) traces, per model name; absent or 0:
-    none, so the ingest path pays nothing. The sampling policy's `counterfactuals`
-    option will feed this."""
+    """Deprecated and ignored (a warning at start): counterfactuals of sampled traces are
+    the sampling policy's `counterfactuals` per rule (docs/counterfactuals.md)."""
     budget: int = Field(default=1_000_000, gt=0)
     """Most candidate evaluations of one search."""
     max_changes: int = Field(default=4, ge=1)

@@ -13,7 +13,7 @@ import orjson
 
 from explainers.prediction_links import predict_and_explain
 from explainers.types import Explanation, Predictions, Task
-from service.counterfactuals import CounterfactualAsk, counterfactual_sections, sampled_ask
+from service.counterfactuals import CounterfactualAsk, counterfactual_sections
 from service.model_loader import ReadyModel
 from service.settings import CounterfactualSettings
 from service.validation import Envelope
@@ -31,7 +31,7 @@ class TraceRequest:
     policy: str
     received_ms: int
     counterfactuals: CounterfactualAsk | None = None
-    """Counterfactuals asked by the caller (None: the model's sampled default, if any)."""
+    """Counterfactuals asked by the caller or by the sampling decision (None: no search)."""
     incidents: tuple[str, ...] = ()
     """Incidents the trace is linked to when stored (incident mode, attach, backfill)."""
 
@@ -63,7 +63,8 @@ def build_traces(ready: ReadyModel, requests: Sequence[TraceRequest],
     for i, request in enumerate(requests):
         document = _trace_document(ready, request, i, predictions, explanation, options,
                                    per_row_ms)
-        ask = request.counterfactuals or sampled_ask(ready, options.counterfactuals)
+        # Asked by the caller, or by the sampling policy's rule (or incident mode).
+        ask = request.counterfactuals
         if ask is not None:
             document.update(counterfactual_sections(
                 ready, matrix[i], ask, features=request.envelope.features,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx
@@ -157,23 +158,38 @@ async def test_bad_counterfactual_asks_are_422_naming_the_field(
     assert (await client.get("/v1/traces/cf-bad")).status_code == 404
 
 
-async def test_sampled_traces_get_the_models_default_counterfactuals(
+async def test_sampled_traces_get_the_counterfactuals_of_their_policy_rule(
     published_settings: Settings, credit_frame: pd.DataFrame, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(published_settings.data_dir / "artifacts", artifacts)
+    # The deprecated knob is accepted, ignored, and named at start.
     settings = published_settings.model_copy(update={
+        "artifacts": artifacts.resolve().as_uri(),
         "traces": f"sqlite:///{tmp_path / 'traces.db'}",
-        "counterfactuals": CounterfactualSettings(sampled={"credit": 1})})
+        "counterfactuals": CounterfactualSettings(sampled={"credit": 2})})
+    policy = {"rules": [
+        {"reason": "canary", "when": "context.cohort == 'canary'", "counterfactuals": 1},
+        {"reason": "mobile", "when": "context.segment == 'mobile'"}]}
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://whylens") as http:
-            record = record_from(credit_frame, 6, "cf-sampled", context={"cohort": "canary"},
-                                 prediction={"score": 0.5, "threshold": 0.2})
-            answer = await http.post("/v1/predictions", json=record)
-            assert answer.json()["sampled"] is True
-            trace = (await http.get("/v1/traces/cf-sampled")).json()
-    assert trace["counterfactual_search"]["requested"] == 1
-    assert trace["counterfactual_search"]["status"] in ("found", "none_found")
+            assert (await http.put("/v1/models/credit/policy", json=policy)).status_code == 200
+            for rid, context in (("cf-canary", {"cohort": "canary"}),
+                                 ("cf-mobile", {"segment": "mobile"})):
+                record = record_from(credit_frame, 6, rid, context=context,
+                                     prediction={"score": 0.5, "threshold": 0.2})
+                answer = await http.post("/v1/predictions", json=record)
+                assert answer.json()["sampled"] is True
+            canary = (await http.get("/v1/traces/cf-canary")).json()
+            mobile = (await http.get("/v1/traces/cf-mobile")).json()
+    assert canary["counterfactual_search"]["requested"] == 1
+    assert canary["counterfactual_search"]["status"] in ("found", "none_found")
+    assert "counterfactual_search" not in mobile and mobile["counterfactuals"] == []
+    assert any("WHYLENS_COUNTERFACTUALS__SAMPLED is deprecated" in r.getMessage()
+               for r in caplog.records)
 
 
 async def test_manifest_cross_feature_constraint_binds_every_answer(
