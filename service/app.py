@@ -194,6 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
             await runtime.traces.close()
             await runtime.drift.close()
             await runtime.audit.close()
+            await runtime.policy.close()
 
     app = FastAPI(title="whylens", version="1", lifespan=lifespan,
                   description="Explainability traces for production ML")

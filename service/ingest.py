@@ -102,7 +102,7 @@ async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
     """
     received = now_ms()
     outcomes: list[RecordOutcome | None] = [None] * len(raws)
-    accepted: list[_Accepted] = []
+    valid: list[tuple[int, Envelope, ReadyModel]] = []
     for index, raw in enumerate(raws):
         path = f"records[{index}]" if batch else ""
         result = await _validate(runtime, raw, path=path, received_ms=received,
@@ -114,9 +114,14 @@ async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
             continue
         envelope, ready = result
         await runtime.policy.ensure_loaded(ready.manifest.name)
-        decision = runtime.policy.decide(envelope, ready.manifest.name, ready.manifest.version)
-        accepted.append(_Accepted(index, envelope, ready, decision.sampled, decision.reason,
-                                  decision.policy, decision))
+        valid.append((index, envelope, ready))
+    # One budget round trip per model and call (the budget may be shared by replicas).
+    decisions = await runtime.policy.decide_all(
+        [(envelope, ready.manifest.name, ready.manifest.version)
+         for _, envelope, ready in valid])
+    accepted = [_Accepted(index, envelope, ready, decision.sampled, decision.reason,
+                          decision.policy, decision)
+                for (index, envelope, ready), decision in zip(valid, decisions, strict=True)]
     rejected = sum(1 for o in outcomes if o is not None)
     if rejected and not batch:
         first = outcomes[0]

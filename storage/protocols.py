@@ -149,6 +149,22 @@ class TraceHolds(Protocol):
         ...
 
 
+class ExplanationBudget(Protocol):
+    """Token buckets of explanations per model, shared by every replica of a deployment."""
+
+    backend: str
+
+    async def take_tokens(self, model: str, count: int, *, rate: float,
+                          capacity: float) -> int:
+        """Refill the model's bucket (`rate` per second, at most `capacity`) and take up to
+        `count` whole tokens atomically; return how many were granted."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
 class AuditLog(Protocol):
     """Append-only log of unmasked reads and admin actions."""
 

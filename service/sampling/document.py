@@ -40,7 +40,7 @@ class PolicyRule(BaseModel):
 
 
 class PolicyBudget(BaseModel):
-    """A token bucket of explanations per second per model (per replica)."""
+    """A token bucket of explanations per second per model (shared by replicas on Redis)."""
 
     model_config = ConfigDict(extra="forbid")
 

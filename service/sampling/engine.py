@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -17,9 +17,10 @@ from service.sampling.rules import CompiledPolicy
 from service.sampling.store import PolicyStore, StoredPolicy
 from service.settings import Settings
 from service.validation import Envelope
+from storage.budget_factory import open_explanation_budget
 from storage.errors import StorageError
 from storage.incidents.records import StoredIncident
-from storage.protocols import ArtifactStore
+from storage.protocols import ArtifactStore, ExplanationBudget
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class SamplingMetrics:
         self.load_errors = Counter(
             "whylens_policy_load_errors_total", "Published policies that could not be read",
             ["model"], registry=registry)
+        self.budget_errors = Counter(
+            "whylens_sampling_budget_errors_total",
+            "Shared budget calls that failed (this replica's bucket decided instead)",
+            ["model"], registry=registry)
         self.version = Gauge(
             "whylens_policy_version", "Published policy version in force (0: the default)",
             ["model"], registry=registry)
@@ -57,8 +62,10 @@ class SamplingEngine:
     """Decides per record; policies and incident mode are refreshed in the background."""
 
     def __init__(self, store: PolicyStore, default: PolicyDocument, metrics: SamplingMetrics,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, clock: Callable[[], float] = time.monotonic,
+                 shared: ExplanationBudget | None = None) -> None:
         self.store = store
+        self._shared = shared
         self._default = default
         self._metrics = metrics
         self._clock = clock
@@ -84,23 +91,69 @@ class SamplingEngine:
         return self._incidents.get(model, ())
 
     def decide(self, envelope: Envelope, model: str, version: str) -> SamplingDecision:
-        """Decide for one validated record of a resolved model version."""
+        """Decide for one validated record of a resolved model version (this replica's
+        bucket; `decide_all` uses the shared one when there is one)."""
+        decision = self._choose(envelope, model, version)
+        if self._needs_token(model, decision):
+            bucket = self._buckets[model]
+            if not bucket.take():
+                return self._defer(model, decision)
+        return decision
+
+    async def decide_all(self, records: Sequence[tuple[Envelope, str, str]]
+                         ) -> list[SamplingDecision]:
+        """Decide for (record, model, version) triples; the budget is taken per model in
+        one round trip from the shared bucket, else from this replica's."""
+        if self._shared is None:
+            return [self.decide(*record) for record in records]
+        decisions = [self._choose(*record) for record in records]
+        waiting: dict[str, list[int]] = {}
+        for index, ((_, model, _), decision) in enumerate(zip(records, decisions,
+                                                              strict=True)):
+            if self._needs_token(model, decision):
+                waiting.setdefault(model, []).append(index)
+        for model, indexes in waiting.items():
+            granted = await self._take_shared(model, len(indexes))
+            # Input order decides who gets the tokens, as with one record at a time.
+            for index in indexes[granted:]:
+                decisions[index] = self._defer(model, decisions[index])
+        return decisions
+
+    async def close(self) -> None:
+        """Release the shared budget's connections."""
+        if self._shared is not None:
+            await self._shared.close()
+
+    def _choose(self, envelope: Envelope, model: str, version: str) -> SamplingDecision:
         policy = self.policy(model)
         incidents = self._incidents.get(model)
         if incidents:
-            decision = SamplingDecision(True, INCIDENT_REASON, policy.label,
-                                        counterfactuals=policy.incident_counterfactuals,
-                                        incidents=incidents)
-        else:
-            view = record_view(envelope, model, version) if policy.reads_record else None
-            decision = policy.decide(envelope.request_id, view, on_error=policy.count_error)
-        if decision.sampled and decision.reason not in policy.exempt:
-            bucket = self._buckets.get(model)
-            if bucket is not None and not bucket.take():
-                self._metrics.deferred.labels(model, decision.reason or "").inc()
-                return SamplingDecision(False, decision.reason, decision.policy,
-                                        deferred=True)
-        return decision
+            return SamplingDecision(True, INCIDENT_REASON, policy.label,
+                                    counterfactuals=policy.incident_counterfactuals,
+                                    incidents=incidents)
+        view = record_view(envelope, model, version) if policy.reads_record else None
+        return policy.decide(envelope.request_id, view, on_error=policy.count_error)
+
+    def _needs_token(self, model: str, decision: SamplingDecision) -> bool:
+        return (decision.sampled and model in self._buckets
+                and decision.reason not in self.policy(model).exempt)
+
+    def _defer(self, model: str, decision: SamplingDecision) -> SamplingDecision:
+        self._metrics.deferred.labels(model, decision.reason or "").inc()
+        return SamplingDecision(False, decision.reason, decision.policy, deferred=True)
+
+    async def _take_shared(self, model: str, count: int) -> int:
+        assert self._shared is not None
+        bucket = self._buckets[model]
+        try:
+            return await self._shared.take_tokens(model, count, rate=bucket.rate,
+                                                  capacity=bucket.capacity)
+        except StorageError as exc:
+            # Never fail ingest over the budget: this replica's bucket decides meanwhile.
+            self._metrics.budget_errors.labels(model).inc()
+            logger.error("shared explanation budget of %s unavailable, using this "
+                         "replica's: %s", model, exc)
+            return sum(1 for _ in range(count) if bucket.take())
 
     async def ensure_loaded(self, model: str) -> None:
         """Read the model's published policy once, the first time the model is seen."""
@@ -185,7 +238,9 @@ class SamplingEngine:
 
 def build_sampling_engine(settings: Settings, artifacts: ArtifactStore,
                           registry: CollectorRegistry) -> SamplingEngine:
-    """The engine of one replica: published policies, else the settings' default."""
+    """The engine of one replica: published policies, else the settings' default; budgets
+    shared by the replicas when the trace store is Redis."""
     store = PolicyStore(artifacts, max_counterfactuals=settings.limits.counterfactuals)
+    shared = open_explanation_budget(settings.traces_url, key_prefix=settings.redis_key_prefix)
     return SamplingEngine(store, default_policy_document(settings.sampling),
-                          SamplingMetrics(registry))
+                          SamplingMetrics(registry), shared=shared)

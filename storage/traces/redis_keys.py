@@ -14,6 +14,7 @@ lookup (a GET without the model must find it) and the cross-model indexes.
     {p}:{model}:ix:vr:{version}:{reason}
     {p}:{model}:ix:i:{incident}
     {p}:{model}:rx:all   {p}:{model}:rx:d        logged / deferred records, by event_ms
+    {p}:{model}:budget                   explanation token bucket (hash: tokens, ms)
     {p}:ix:all   {p}:ix:r:{reason}   {p}:ix:i:{incident}
 
 Model, version, reason and incident are percent-encoded (`:`, `{`, `}`, `%`, ...), so a
@@ -108,6 +109,10 @@ class RedisKeys:
     def deferred_index(self, model: str) -> str:
         """Sorted set of a model's records the explanation budget deferred."""
         return f"{self._tagged(model)}:rx:d"
+
+    def budget(self, model: str) -> str:
+        """Hash of the model's explanation token bucket (shared by replicas)."""
+        return f"{self._tagged(model)}:budget"
 
     def incident_indexes(self, model: str, incident: str) -> list[str]:
         """The model's and the global sorted set of an incident's traces."""
