@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import orjson
 
@@ -25,7 +26,7 @@ from service.model_loader import ReadyModel
 from service.retention import retention_for
 from service.runtime import Runtime
 from service.sampling.policy import SamplingDecision, decision_fields, sampling_label
-from service.sampling.trace_fields import trace_request_fields
+from service.sampling.trace_fields import logged_trace_fields, trace_request_fields
 from service.spooling import spool_records
 from service.trace_builder import TraceRequest, build_traces, iso_ms
 from service.validation import Envelope, check_features, parse_envelope
@@ -77,6 +78,8 @@ class _Accepted:
     reason: str | None
     policy: str
     decision: SamplingDecision | None = None
+    logged: dict[str, Any] | None = None
+    """The logged decision of a duplicate re-explained (its incidents, counterfactuals)."""
 
 
 def now_ms() -> int:
@@ -215,7 +218,8 @@ async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
         if (earlier.sampled or force_explain) and await runtime.traces.get_trace(rid) is None:
             replay = await replay_envelope(runtime, earlier)
             to_explain.append(_Accepted(item.index, replay, item.ready, earlier.sampled,
-                                        earlier.reason, item.policy))
+                                        earlier.reason, item.policy,
+                                        logged=orjson.loads(earlier.body)))
     if not to_explain:
         return {}
     requests = to_explain_requests(to_explain, received_ms)
@@ -229,7 +233,9 @@ def to_explain_requests(items: list[_Accepted],
     """Pair each record to explain with its model and reason."""
     return [
         (item.ready, TraceRequest(item.envelope, item.reason or "on_demand", item.policy,
-                                  received_ms, **trace_request_fields(item.decision)))
+                                  received_ms,
+                                  **(trace_request_fields(item.decision) if item.logged is None
+                                     else logged_trace_fields(item.logged))))
         for item in items
     ]
 

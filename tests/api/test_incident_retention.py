@@ -169,3 +169,22 @@ async def test_release_sets_close_plus_incident_retention_on_every_redis_key(
         for start in range(0, len(keys), 500):
             await client.delete(*keys[start: start + 500])
         await client.aclose()
+
+
+async def test_a_retried_incident_record_whose_trace_was_lost_is_linked_again(
+        canary_pair: CanaryPair, credit_frame: pd.DataFrame, tmp_path: Path) -> None:
+    settings = isolated(canary_pair.settings, tmp_path)
+    async with running_app(settings) as http:
+        await open_incident(http, "INC-R", explain_all=True)
+        await ingest(http, credit_frame, 1, "retried")
+        # The trace write is lost (a store failure between the two writes of ingest).
+        with sqlite3.connect(tmp_path / "traces.db") as conn:
+            conn.execute("DELETE FROM traces WHERE request_id = 'retried'")
+        assert (await http.get("/v1/traces/retried")).status_code == 404
+        again = (await http.post("/v1/predictions",
+                                 json=record_from(credit_frame, 1, "retried"))).json()
+        assert again["duplicate"] is True
+        trace = (await http.get("/v1/traces/retried")).json()
+        assert trace["incidents"] == ["INC-R"]
+        found = (await http.get("/v1/traces?incident=INC-R")).json()["traces"]
+        assert [t["request_id"] for t in found] == ["retried"]
