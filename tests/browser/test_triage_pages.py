@@ -228,6 +228,38 @@ def test_incident_page_lists_the_attached_traces(live_service: LiveService,
     browser.check(check)
 
 
+def test_incident_page_pages_through_many_attached_traces(live_service: LiveService,
+                                                          browser: BrowserThread,
+                                                          screenshots: Path) -> None:
+    attached = live_service.explained[:60]
+    assert len(attached) == 60, "too few explained traces to fill two pages"
+    with httpx.Client(base_url=live_service.base_url, timeout=120) as client:
+        # explain_all off: this incident must not change what the other tests see sampled.
+        client.post("/v1/incidents", json={
+            "id": "INC-PAGED-1", "model": "credit", "severity": 4, "explain_all": False,
+            "title": "Many attached traces"}).raise_for_status()
+        client.post("/v1/incidents/INC-PAGED-1/traces",
+                    json={"request_ids": attached}).raise_for_status()
+
+    async def check(tab: Tab) -> list[list[str]]:
+        page = await _visit(tab, f"{live_service.base_url}/ui/incidents/INC-PAGED-1",
+                            screenshots, "incident-paged")
+        pages = []
+        while True:
+            rows = await page.locator("#incident-traces tbody tr").all()
+            pages.append([await row.get_attribute("data-request-id") or "" for row in rows])
+            if await page.locator("#next-page").count() == 0 or len(pages) > 3:
+                return pages
+            async with page.expect_navigation(wait_until="load"):
+                await page.click("#next-page")
+            assert tab.log.errors == []
+
+    pages = browser.check(check)
+    listed = [request_id for rows in pages for request_id in rows]
+    assert len(pages) == 2 and len(pages[0]) == 50
+    assert sorted(listed) == sorted(attached)
+
+
 def test_masked_raw_values_never_appear_in_page_html(live_service: LiveService,
                                                      browser: BrowserThread) -> None:
     raw = [str(v) for v in live_service.masked_raw.values()]
