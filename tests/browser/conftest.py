@@ -129,7 +129,7 @@ def ui_service_env(ui_root: Path, ui_booster: lgb.Booster) -> dict[str, str]:
             "WHYLENS_LOG_LEVEL": "WARNING"}
 
 
-def _post_traffic(base_url: str, records: list[dict[str, Any]],
+def _post_traffic(base_url: str, records: list[dict[str, Any]], *,
                   masked: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Post the records, explain MASKED_ID with counterfactuals, open the incident and
     attach traces; return the explained and the attached request IDs."""
@@ -157,7 +157,7 @@ def live_service(ui_root: Path, ui_service_env: dict[str, str],
         records = _records(make_applications(RECORDS, seed=5, shift=1.0), ui_booster)
         masked = dict(records[1], request_id=MASKED_ID, context={"cohort": "production"})
         masked["features"] = {**masked["features"], **MASKED_RAW}
-        explained, attached = _post_traffic(base_url, records, masked)
+        explained, attached = _post_traffic(base_url, records, masked=masked)
         yield LiveService(base_url, explained, MASKED_ID, MASKED_RAW, INCIDENT_ID, attached,
                           [*records, masked])
     finally:
