@@ -5,9 +5,8 @@ DEPS_HASH := $(shell sha1sum pyproject.toml | cut -c1-10)
 RUNTIME_STAMP := $(VENV)/.runtime-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.dev-$(DEPS_HASH)
 REDIS_URL ?= redis://127.0.0.1:6379/0
-# The browser suite (issue 9, in progress) hung on a loaded machine; run it with
-# `make test PYTEST_ARGS=` until it is bounded.
-PYTEST_ARGS ?= -m "not browser"
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS='-m "not browser"'` for a quick loop.
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck services bench clean
 

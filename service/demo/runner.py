@@ -172,6 +172,9 @@ def run_demo(*, host: str, port: int, records: int, serve: bool) -> int:
         print(f"  {base_url}/ui/models/{MODEL_NAME}   (drift heat map, scores, reasons)")
         for rid in sampled[:2]:
             print(f"  {base_url}/ui/traces/{rid}   (why this decision: waterfall)")
+        # The demo opens no incident (that would change its sampling): show where one goes.
+        print(f"  {base_url}/ui/incidents/<id>   (after POST /v1/incidents: attached "
+              "traces, attribution shift, drift)")
         if serve:
             print("\nserving until Ctrl-C")
         else:

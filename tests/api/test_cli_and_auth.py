@@ -85,5 +85,6 @@ def test_demo_trains_publishes_serves_and_prints_trace_urls(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr[-2000:]
     assert "replayed 400 records" in done.stdout
     assert f"curl -s http://127.0.0.1:{port}/v1/traces/demo-" in done.stdout
-    assert f"http://127.0.0.1:{port}/ui/models/credit" in done.stdout
+    for page in ("/ui/ ", "/ui/models/credit", "/ui/traces/demo-", "/ui/incidents/<id>"):
+        assert f"http://127.0.0.1:{port}{page}" in done.stdout, page
     assert (tmp_path / ".whylens" / "artifacts" / "models" / "credit" / "aliases.json").exists()

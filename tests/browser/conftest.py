@@ -1,16 +1,16 @@
-"""A live whylens (uvicorn on a loopback port) with the demo model, and headless Chromium.
+"""A live whylens (`whylens serve` in a child process) with the demo model, and headless Chromium.
 
 Chromium is Debian's `/usr/bin/chromium` (`make services` installs it when missing),
-driven by Playwright's Python package; no browser is ever downloaded.
+driven by Playwright's Python package on a thread of its own (browser_thread.py); no
+browser is ever downloaded. Both live for this folder's module only, so nothing of them
+outlasts the browser tests, and every start, wait and stop is bounded.
 """
 
 from __future__ import annotations
 
 import math
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,21 +19,17 @@ import httpx
 import lightgbm as lgb
 import pandas as pd
 import pytest
-import uvicorn
 
-from service.app import create_app
 from service.demo.credit_data import FEATURES_YAML, make_applications
 from service.publishing import PublishRequest, promote, publish_from_files
-from service.settings import SamplingSettings, Settings
+from service.settings import Settings
 
-# The async API, on pytest-asyncio's session loop: the sync API would leave its own loop
-# marked as running in this thread and break every async test that runs after it.
-playwright_api = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
+
+from tests.browser.browser_thread import BrowserThread, LoopThread
+from tests.browser.service_process import ServiceProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 LABEL = "defaulted"
 RECORDS = 240
 MASKED_ID = "ui-masked-1"
@@ -54,12 +50,6 @@ class LiveService:
     attached: list[str]
     records: list[dict[str, Any]]
     """Every record posted (including MASKED_ID's), as sent."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _features(row: pd.Series) -> dict[str, Any]:
@@ -95,12 +85,12 @@ def _records(frame: pd.DataFrame, booster: lgb.Booster) -> list[dict[str, Any]]:
     return records
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ui")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_booster(ui_root: Path) -> lgb.Booster:
     frame = make_applications(2000, seed=21)
     model = lgb.LGBMClassifier(n_estimators=25, num_leaves=15, random_state=0, verbose=-1)
@@ -110,13 +100,7 @@ def ui_booster(ui_root: Path) -> lgb.Booster:
     return model.booster_
 
 
-@pytest.fixture(scope="session")
-async def ui_settings(ui_root: Path, ui_booster: lgb.Booster) -> Settings:
-    root = ui_root
-    (root / "FEATURES.yaml").write_text(FEATURES_YAML, encoding="utf-8")
-    settings = Settings(data_dir=root / "data", auth="off",
-                        traces=f"sqlite:///{root / 'traces.db'}",
-                        sampling=SamplingSettings(rate=0.25, always_cohorts=["canary"]))
+async def _publish(root: Path, settings: Settings) -> None:
     for version in ("1", "2"):
         await publish_from_files(settings, PublishRequest(
             name="credit", version=version, model_path=root / "credit.txt",
@@ -125,85 +109,73 @@ async def ui_settings(ui_root: Path, ui_booster: lgb.Booster) -> Settings:
             criticality="high", rollback_to=None if version == "1" else "1"))
     await promote(settings, "credit", "1", "production")
     await promote(settings, "credit", "2", "canary")
-    return settings
 
 
-def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False, ws="none",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, name="ui-test-server", daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base_url + "/readyz", timeout=2).status_code == 200:
-                return server, thread, base_url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    server.should_exit = True
-    raise RuntimeError("the test service did not become ready")
-
-
-@pytest.fixture(scope="session")
-def live_service(ui_settings: Settings, ui_booster: lgb.Booster) -> Iterator[LiveService]:
-    server, thread, base_url = _serve(ui_settings)
-    frame = make_applications(RECORDS, seed=5, shift=1.0)
-    records = _records(frame, ui_booster)
-    masked = dict(records[1], request_id=MASKED_ID, context={"cohort": "production"})
-    masked["features"] = {**masked["features"], **MASKED_RAW}
+@pytest.fixture(scope="module")
+def ui_service_env(ui_root: Path, ui_booster: lgb.Booster) -> dict[str, str]:
+    """Publish versions 1 (production) and 2 (canary); the service's WHYLENS_* settings."""
+    (ui_root / "FEATURES.yaml").write_text(FEATURES_YAML, encoding="utf-8")
+    data_dir = ui_root / "data"
+    # On a loop of its own, never pytest-asyncio's (its loop must not run in this thread).
+    loop = LoopThread("ui-publish")
     try:
-        with httpx.Client(base_url=base_url, timeout=60) as client:
-            answer = client.post("/v1/predictions", json={"records": records})
-            answer.raise_for_status()
-            explained = [r["request_id"] for r in answer.json()["records"] if r["sampled"]]
-            # Explained on demand with counterfactuals: the trace page shows its table.
-            client.post("/v1/explain?counterfactuals=2", json=masked).raise_for_status()
-            attached = [*explained[:6], MASKED_ID]
-            client.post("/v1/incidents", json={
-                "id": INCIDENT_ID, "model": "credit", "severity": 2,
-                "title": "Declines up after the canary rollout"}).raise_for_status()
-            client.post(f"/v1/incidents/{INCIDENT_ID}/traces",
-                        json={"request_ids": attached}).raise_for_status()
+        loop.call(_publish(ui_root, Settings(data_dir=data_dir, auth="off")),
+                  timeout_s=300, what="publishing the test models")
+    finally:
+        loop.close()
+    return {"WHYLENS_DATA_DIR": str(data_dir), "WHYLENS_AUTH": "off",
+            "WHYLENS_TRACES": f"sqlite:///{ui_root / 'traces.db'}",
+            "WHYLENS_SAMPLING__RATE": "0.25", "WHYLENS_SAMPLING__ALWAYS_COHORTS": '["canary"]',
+            "WHYLENS_LOG_LEVEL": "WARNING"}
+
+
+def _post_traffic(base_url: str, records: list[dict[str, Any]], *,
+                  masked: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Post the records, explain MASKED_ID with counterfactuals, open the incident and
+    attach traces; return the explained and the attached request IDs."""
+    with httpx.Client(base_url=base_url, timeout=120) as client:
+        answer = client.post("/v1/predictions", json={"records": records})
+        answer.raise_for_status()
+        explained = [r["request_id"] for r in answer.json()["records"] if r["sampled"]]
+        # Explained on demand with counterfactuals: the trace page shows its table.
+        client.post("/v1/explain?counterfactuals=2", json=masked).raise_for_status()
+        attached = [*explained[:6], MASKED_ID]
+        client.post("/v1/incidents", json={
+            "id": INCIDENT_ID, "model": "credit", "severity": 2,
+            "title": "Declines up after the canary rollout"}).raise_for_status()
+        client.post(f"/v1/incidents/{INCIDENT_ID}/traces",
+                    json={"request_ids": attached}).raise_for_status()
+    return explained, attached
+
+
+@pytest.fixture(scope="module")
+def live_service(ui_root: Path, ui_service_env: dict[str, str],
+                 ui_booster: lgb.Booster) -> Iterator[LiveService]:
+    service = ServiceProcess(ui_service_env, workdir=ui_root)
+    try:
+        base_url = service.start()
+        records = _records(make_applications(RECORDS, seed=5, shift=1.0), ui_booster)
+        masked = dict(records[1], request_id=MASKED_ID, context={"cohort": "production"})
+        masked["features"] = {**masked["features"], **MASKED_RAW}
+        explained, attached = _post_traffic(base_url, records, masked=masked)
         yield LiveService(base_url, explained, MASKED_ID, MASKED_RAW, INCIDENT_ID, attached,
                           [*records, masked])
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        service.stop()
 
 
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Any]:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserThread]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make services` (installs Debian's chromium)")
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                    args=CHROMIUM_ARGS)
+    chromium = BrowserThread(CHROMIUM)
+    try:
+        chromium.start()
         yield chromium
-        await chromium.close()
+    finally:
+        chromium.close()
 
 
-@dataclass
-class ConsoleLog:
-    """Console errors and uncaught page errors seen by one page."""
-
-    errors: list[str]
-
-
-@pytest.fixture
-async def page(browser: Any) -> AsyncIterator[tuple[Any, ConsoleLog]]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = await context.new_page()
-    log = ConsoleLog([])
-    tab.on("console", lambda m: log.errors.append(m.text) if m.type == "error" else None)
-    tab.on("pageerror", lambda e: log.errors.append(str(e)))
-    yield tab, log
-    await context.close()
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ui-screenshots")
