@@ -79,7 +79,9 @@ class Processes:
 
     root: Path
     servers: list[str] = field(default_factory=list)
+    server_pids: list[int] = field(default_factory=list)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_metrics: list[str] = field(default_factory=list)
     _all: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def serve(self, env: dict[str, str], name: str) -> None:
@@ -87,14 +89,17 @@ class Processes:
         port = free_port()
         own = {**env, "WHYLENS_DATA_DIR": str(self.root / name),
                "WHYLENS_SPOOL__DIR": str(self.root / name / "spool")}
-        self._start(own, name, "serve", "--port", str(port))
+        process = self._start(own, name, "serve", "--port", str(port))
         self.servers.append(f"http://127.0.0.1:{port}")
+        self.server_pids.append(process.pid)
 
     def worker(self, env: dict[str, str], name: str) -> None:
-        """Start `whylens worker`."""
+        """Start `whylens worker` with its /metrics on a free port."""
         own = {**env, "WHYLENS_DATA_DIR": str(self.root / name)}
+        port = free_port()
         self.workers.append(self._start(own, name, "worker", "--consumer", name,
-                                        "--no-archive"))
+                                        "--no-archive", "--metrics-port", str(port)))
+        self.worker_metrics.append(f"http://127.0.0.1:{port}/metrics")
 
     def _start(self, env: dict[str, str], name: str, *args: str) -> subprocess.Popen[bytes]:
         with open(self.root / f"{name}.log", "ab") as log:
@@ -107,20 +112,15 @@ class Processes:
     def wait_ready(self, timeout_s: float = 240) -> None:
         """Wait until every server answers /readyz and every worker logged its start."""
         deadline = time.monotonic() + timeout_s
-        pending = set(self.servers)
+        pending = {base + "/readyz" for base in self.servers} | set(self.worker_metrics)
         while pending and time.monotonic() < deadline:
-            for base in list(pending):
+            for url in list(pending):
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                        pending.discard(base)
+                    if httpx.get(url, timeout=2).status_code == 200:
+                        pending.discard(url)
             self._check_alive()
             time.sleep(0.3)
-        while time.monotonic() < deadline and not all(
-                b"worker_started" in (self.root / f"w{i}.log").read_bytes()
-                for i in range(len(self.workers))):
-            self._check_alive()
-            time.sleep(0.3)
-        if pending or time.monotonic() >= deadline:
+        if pending:
             raise RuntimeError(f"processes not ready; logs in {self.root}")
 
     def _check_alive(self) -> None:
@@ -158,7 +158,8 @@ class LoadResult:
 
 
 async def drive_ingest(servers: list[str], rows: list[dict[str, Any]], *, prefix: str,
-                       seconds: float, concurrency: int) -> LoadResult:
+                       seconds: float, concurrency: int,
+                       context: dict[str, str] | None = None) -> LoadResult:
     """Post single records round-robin over the servers for `seconds` (closed loop)."""
     result = LoadResult(time.perf_counter(), 0.0)
     counter = itertools.count()
@@ -171,7 +172,8 @@ async def drive_ingest(servers: list[str], rows: list[dict[str, Any]], *, prefix
                 n = next(counter)
                 record = {"request_id": f"{prefix}-{n}", "model": "credit",
                           "features": rows[n % len(rows)],
-                          "prediction": {"score": 0.3, "threshold": 0.5}}
+                          "prediction": {"score": 0.3, "threshold": 0.5},
+                          "context": context or {}}
                 started = time.perf_counter()
                 try:
                     answer = await client.post(f"{servers[n % len(servers)]}/v1/predictions",
@@ -212,6 +214,17 @@ async def drive_reads(servers: list[str], ids: list[str], *,
     return latencies, misses
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU seconds used so far by these processes (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def redis_bytes(redis_url: str, prefix: str, sample: int = 200) -> dict[str, float]:
     """Mean MEMORY USAGE of record values, trace values and lookups of one prefix."""
     client = redis.Redis.from_url(redis_url)
@@ -219,6 +232,7 @@ def redis_bytes(redis_url: str, prefix: str, sample: int = 200) -> dict[str, flo
     try:
         for kind, pattern in (("record", f"{prefix}:{{credit}}:r:*"),
                               ("trace", f"{prefix}:{{credit}}:t:*"),
+                              ("sealed", f"{prefix}:{{credit}}:s:*"),
                               ("lookup", f"{prefix}:rid:*")):
             keys = list(itertools.islice(client.scan_iter(pattern, count=1000), sample))
             sizes = [client.memory_usage(key, samples=0) or 0 for key in keys]

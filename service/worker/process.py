@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import secrets
@@ -57,11 +58,15 @@ async def run_worker(settings: Settings, request: WorkerRequest) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        # `kill -USR1` prints every thread's stack to stderr: how a worker that does not
+        # stop is diagnosed without killing it.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        await preload(runtime)
         server = None
         if request.metrics_port is not None:
+            # Started after preload: /metrics answering means the worker is ready.
             server, _thread = start_http_server(request.metrics_port, request.metrics_host,
                                                 registry=runtime.metrics.registry)
-        await preload(runtime)
         logger.info("worker started: %d loops", len(loops), extra={"event": "worker_started"})
         try:
             async with scale_out_tasks(runtime, explain_stream=True):

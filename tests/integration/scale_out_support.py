@@ -140,6 +140,19 @@ def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> N
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def wait_exit(process: subprocess.Popen[bytes], log: Path, *, timeout_s: float) -> int:
+    """The exit code; a worker still running after the timeout fails the test with its
+    thread stacks (SIGUSR1, faulthandler) and the end of its log."""
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        tail = log.read_bytes()[-6000:].decode(errors="replace")
+        raise AssertionError(f"worker still running {timeout_s} s after SIGTERM:\n{tail}") \
+            from None
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL if it does not exit within 20 s."""
     if process.poll() is None:

@@ -28,7 +28,9 @@ from tests.integration.scale_out_support import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# A hang fails within 5 minutes with every thread's stack (pytest-timeout), not at the
+# suite-wide limit.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 # About a dozen records fit (each spooled frame is about 1.3 kB: log entry plus sealed
 # inputs); the test only relies on "more than one and fewer than 100".

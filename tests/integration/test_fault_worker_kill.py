@@ -22,10 +22,13 @@ from tests.integration.scale_out_support import (
     record_from,
     start_worker,
     stop_process,
+    wait_exit,
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# A hang fails within 5 minutes with every thread's stack (pytest-timeout), not at the
+# suite-wide limit.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 JOBS_PER_ROUND = 300
 
@@ -100,6 +103,12 @@ async def test_jobs_held_by_a_killed_worker_complete_exactly_once_elsewhere(
                 missing = [rid for rid in sent
                            if (await http.get(f"/v1/traces/{rid}")).status_code != 200]
                 assert missing == []
+                # SIGTERM: the survivor finishes, leaves the group and exits cleanly.
+                survivor.send_signal(signal.SIGTERM)
+                assert wait_exit(survivor, tmp_path / "survivor.log", timeout_s=60) == 0
+                consumers = {c["name"].decode()
+                             for c in sync.xinfo_consumers(keys.stream, WORKER_GROUP)}
+                assert "survivor" not in consumers
     finally:
         for process in (victim, survivor):
             stop_process(process)
