@@ -119,15 +119,16 @@ async def test_jobs_held_by_a_killed_worker_complete_exactly_once_elsewhere(
     stored = Counter(line["request_id"] for line in victim_log + survivor_log
                      if line.get("event") == "trace_stored")
     assert stored and max(stored.values()) == 1, "a job was explained twice"
-    # Every job the killed worker held was finished by the survivor, as a redelivery
-    # (or acknowledged without work when the victim had stored its trace already).
+    # Every job the killed worker held was finished by the survivor: explained as a
+    # redelivery, or acknowledged without work when the victim had stored the trace but
+    # not acknowledged the job (its "trace stored" line can die with it, so the logs
+    # cannot count that store; the trace's presence was checked above).
     finished = {line["request_id"]: line for line in survivor_log
                 if line.get("event") in ("trace_stored", "job_skipped")}
     assert held_rids <= set(finished)
     for rid in held_rids:
         line = finished[rid]
         assert line["event"] == "job_skipped" or line["deliveries"] == 2, line
-        assert line["event"] == "trace_stored" or stored[rid] == 1
     assert held_rids & {rid for rid, line in finished.items()
                         if line["event"] == "trace_stored"}
 
