@@ -194,6 +194,8 @@ class ArchiveSettings(BaseModel):
     index_ttl_s: int | None = Field(default=None, gt=0)
     """Cap on how long an archived trace stays fetchable by request ID (unset: until its
     partition is purged, i.e. the end of its day plus `retention.archive_traces_s`)."""
+    purge: bool = True
+    """Workers delete partitions past their retention (off: an S3 lifecycle rule does)."""
     purge_interval_s: float = Field(default=3600.0, gt=0)
     """How often a worker deletes archive partitions past their retention."""
     purge_lease_s: float = Field(default=600.0, gt=0)

@@ -21,11 +21,12 @@ BACKEND = "redis archive index"
 
 
 @contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
+def redis_errors(backend: str = BACKEND) -> Iterator[None]:
+    """Turn Redis and socket errors into `StoreUnavailable` naming `backend`."""
     try:
         yield
     except (RedisError, OSError) as exc:
-        raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
+        raise StoreUnavailable(backend, f"{type(exc).__name__}: {exc}") from exc
 
 
 # Deletes the entry only while it still points where the caller found it dangling: a
@@ -72,12 +73,12 @@ class RedisArchiveIndex:
                 pipe.delete(self.key(request_id))
             else:
                 pipe.set(self.key(request_id), where, pxat=until)
-        with _redis_errors():
+        with redis_errors():
             await pipe.execute()
 
     async def get(self, request_id: str) -> str | None:
         """Return the location of an archived trace, or None."""
-        with _redis_errors():
+        with redis_errors():
             value = await self._client.get(self.key(request_id))
         if value is None:
             return None
@@ -85,6 +86,6 @@ class RedisArchiveIndex:
 
     async def forget(self, request_id: str, where: str) -> bool:
         """Delete the entry if it still points at `where`; True when it was deleted."""
-        with _redis_errors():
+        with redis_errors():
             deleted = await self._client.eval(_FORGET, 1, self.key(request_id), where)
         return bool(deleted)
