@@ -114,7 +114,10 @@ def _loops(runtime: Runtime, request: WorkerRequest,
 
 async def close_runtime(runtime: Runtime) -> None:
     """Close the runtime's stores, each on its own (a failing one does not stop the rest)."""
-    for close in (runtime.traces.close, runtime.drift.close, runtime.audit.close,
-                  runtime.incidents.store.close):
+    closers = [runtime.traces.close, runtime.drift.close, runtime.audit.close,
+               runtime.incidents.store.close]
+    if runtime.scale_out is not None:
+        closers.append(runtime.scale_out.close)
+    for close in closers:
         with contextlib.suppress(Exception):
             await close()
