@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from service.archive_cli import add_archive_parser, run_archive
 from service.errors import ServiceError
 from service.keys_cli import add_keys_parser, run_keys
 from service.log_format import configure_logging
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_parser(commands)
     add_worker_parsers(commands)
     add_policy_parser(commands)
+    add_archive_parser(commands)
 
     demo = commands.add_parser("demo", help="embedded demo: model, service and traffic")
     demo.add_argument("--host", default="127.0.0.1")
@@ -133,9 +135,13 @@ def _run_policy(args: argparse.Namespace) -> int:
     return run_policy(args, Settings())
 
 
+def _run_archive(args: argparse.Namespace) -> int:
+    return run_archive(args, Settings())
+
+
 COMMANDS = {"publish": _run_publish, "promote": _run_promote, "serve": _run_serve,
             "demo": _run_demo, "keys": _run_keys, "worker": _run_worker,
-            "dead-letters": _run_dead_letters, "policy": _run_policy}
+            "dead-letters": _run_dead_letters, "policy": _run_policy, "archive": _run_archive}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

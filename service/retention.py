@@ -1,4 +1,4 @@
-"""How long one model's traces, prediction log and sealed inputs are kept.
+"""How long one model's traces, prediction log, sealed inputs and archive are kept.
 
 Precedence per field: `WHYLENS_RETENTION__MODELS` for the model name, then the
 manifest's `retention` section, then the service-wide settings. Sealed inputs never
@@ -26,6 +26,8 @@ class Retention:
     records_s: int
     inputs_s: int
     incident_traces_s: int
+    archive_traces_s: int
+    archive_records_s: int
 
 
 def retention_for(settings: RetentionSettings, manifest: Manifest | None, *,
@@ -46,7 +48,9 @@ def retention_for(settings: RetentionSettings, manifest: Manifest | None, *,
     inputs_s = pick("inputs_s", settings.inputs_s or records_s)
     return Retention(traces_s=pick("traces_s", settings.traces_s), records_s=records_s,
                      inputs_s=min(inputs_s, records_s),
-                     incident_traces_s=pick("incident_traces_s", settings.incident_traces_s))
+                     incident_traces_s=pick("incident_traces_s", settings.incident_traces_s),
+                     archive_traces_s=pick("archive_traces_s", settings.archive_traces_s),
+                     archive_records_s=pick("archive_records_s", settings.archive_records_s))
 
 
 def read_retention_overrides(path: Path | None) -> RetentionOverrides | None:

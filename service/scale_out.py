@@ -125,6 +125,6 @@ def open_scale_out(settings: Settings, store: TraceAndRecordStore,
         parts.feed = ArchiveFeedStore(store, parts.archive_feed)
         parts.store = parts.feed
         parts.archive_index = RedisArchiveIndex(client, key_prefix=prefix,
-                                                ttl_s=settings.archive.index_ttl_s)
+                                                max_ttl_s=settings.archive.index_ttl_s)
         parts.archive = ArchiveReader(parts.archive_store, parts.archive_index)
     return parts

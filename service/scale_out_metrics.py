@@ -69,6 +69,10 @@ class ScaleOutMetrics:
                                      "Trace reads served from the archive", ("outcome",))
         self.archive_unsent = gauge("whylens_archive_feed_unsent",
                                     "Archive feed entries held in memory (feed unreachable)")
+        self.archive_purged = counter("whylens_archive_purged_objects_total",
+                                      "Archive objects deleted past their retention", ("kind",))
+        self.archive_held = gauge("whylens_archive_held_partitions",
+                                  "Archive partitions past retention kept for an incident hold")
 
     def observe_stream(self, stream: str, stats: QueueStats) -> None:
         """Set the gauges of one stream from its statistics."""

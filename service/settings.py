@@ -43,6 +43,10 @@ class RetentionSettings(BaseModel):
     """Sealed raw inputs, when shorter than records_s (unset: as long as the log entry)."""
     incident_traces_s: int = Field(default=90 * 86400, gt=0)
     """Traces linked to an incident, counted from the incident's close (held while open)."""
+    archive_traces_s: int = Field(default=400 * 86400, gt=0)
+    """Archived traces, per `dt=` day partition counted from the end of its day."""
+    archive_records_s: int = Field(default=400 * 86400, gt=0)
+    """Archived prediction-log entries, per `dt=` day partition from the end of its day."""
     models: dict[str, RetentionOverrides] = Field(default_factory=dict)
     """Per-model retention; wins over the manifest's `retention` section."""
 
@@ -187,8 +191,15 @@ class ArchiveSettings(BaseModel):
     """Most traces and records in one archive batch."""
     flush_interval_s: float = Field(default=60.0, gt=0)
     """A batch is written at the latest this long after its first entry was read."""
-    index_ttl_s: int = Field(default=400 * 86400, gt=0)
-    """How long an archived trace stays fetchable by request ID (GET /v1/traces/{id})."""
+    index_ttl_s: int | None = Field(default=None, gt=0)
+    """Cap on how long an archived trace stays fetchable by request ID (unset: until its
+    partition is purged, i.e. the end of its day plus `retention.archive_traces_s`)."""
+    purge: bool = True
+    """Workers delete partitions past their retention (off: an S3 lifecycle rule does)."""
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+    """How often a worker deletes archive partitions past their retention."""
+    purge_lease_s: float = Field(default=600.0, gt=0)
+    """Lease of the purge lock in Redis (renewed per partition): one purging worker."""
     timeout_s: float = Field(default=30.0, gt=0)
     """Connect and read timeout of one object storage call."""
     retry_base_s: float = Field(default=0.5, gt=0)

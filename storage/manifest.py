@@ -120,6 +120,10 @@ class RetentionOverrides(_Strict):
     """Sealed raw inputs (never longer than the prediction log they belong to)."""
     incident_traces_s: int | None = Field(default=None, gt=0)
     """Traces linked to an incident of this model, counted from the incident's close."""
+    archive_traces_s: int | None = Field(default=None, gt=0)
+    """Archived traces, per `dt=` day partition counted from the end of its day."""
+    archive_records_s: int | None = Field(default=None, gt=0)
+    """Archived prediction-log entries, per `dt=` day partition."""
 
 
 class FileEntry(_Strict):

@@ -25,7 +25,9 @@ def masked_manifest_json(manifest: Manifest, masker: Masker) -> dict[str, Any]:
     """Return the manifest as JSON with every masked feature's raw values masked."""
     document = manifest.model_dump(mode="json")
     masked = masker.masked_features
-    modes = {f.name: f.mask for f in manifest.features}
+    # The rule the masker really applies, not the declared one: a `bucket` feature with no
+    # baseline bins is masked as `redact` in traces, so its extremes must be too.
+    modes = {f.name: masker.mode_of(f.name) for f in manifest.features}
     for feature in document["features"]:
         name = feature["name"]
         if name not in masked:

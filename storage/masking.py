@@ -59,6 +59,11 @@ class Masker:
         """Names of the features that never leave in raw form."""
         return frozenset(self._rules)
 
+    def mode_of(self, name: str) -> str | None:
+        """The rule applied to a feature: `bucket` without baseline bins applies `redact`."""
+        rule = self._rules.get(name)
+        return None if rule is None else rule.mode
+
     def mask_features(self, features: Mapping[str, object]) -> dict[str, object]:
         """Return a copy with every masked feature replaced by its masked form."""
         if not self._rules:

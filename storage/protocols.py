@@ -41,6 +41,10 @@ class ArtifactStore(Protocol):
         """Tell whether the object exists."""
         ...
 
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Delete the objects (absent ones are no error); return how many were asked."""
+        ...
+
 
 class TraceStore(Protocol):
     """Masked traces keyed by the caller's request ID, searchable newest first."""

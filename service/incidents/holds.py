@@ -7,18 +7,14 @@ and sealed inputs are never held: they keep their own retention.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from service.errors import ModelUnavailable, ModelUnknown, VersionUnknown
-from service.retention import retention_for
+from service.model_retention import RetentionLookup
 from service.runtime import Runtime
 from storage.incidents.records import StoredIncident
 from storage.records import StoredTrace, TraceQuery
-
-logger = logging.getLogger(__name__)
 
 # Traces released per store round trip while closing an incident.
 RELEASE_PAGE = 500
@@ -33,7 +29,10 @@ class HoldResolver:
 
     runtime: Runtime
     incidents: dict[str, StoredIncident | None] = field(default_factory=dict)
-    retention_s: dict[str, int] = field(default_factory=dict)
+    retention: RetentionLookup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.retention = RetentionLookup(self.runtime)
 
     def remember(self, incident: StoredIncident) -> None:
         """Use this copy of the incident (the caller has just saved it)."""
@@ -59,17 +58,7 @@ class HoldResolver:
         return self.incidents[incident_id]
 
     async def _retention_s(self, model: str) -> int:
-        if model not in self.retention_s:
-            settings = self.runtime.settings.retention
-            try:
-                manifest = (await self.runtime.loader.get(model, None)).manifest
-            except (ModelUnknown, VersionUnknown, ModelUnavailable) as exc:
-                # Closing must not depend on the model loading; settings still apply.
-                logger.warning("incident retention of %s from settings only: %s", model, exc)
-                manifest = None
-            self.retention_s[model] = retention_for(
-                settings, manifest, model=model).incident_traces_s
-        return self.retention_s[model]
+        return (await self.retention.of(model)).incident_traces_s
 
 
 async def settle_holds(resolver: HoldResolver, traces: Sequence[StoredTrace]) -> int:

@@ -13,11 +13,12 @@ import logging
 import time
 from dataclasses import dataclass
 
+from service.model_retention import RetentionLookup
 from service.runtime import Runtime
 from service.scale_out_metrics import ScaleOutMetrics
 from service.worker.explain_loop import wait_or_stop
 from storage.archive.feed import RECORD, TRACE
-from storage.archive.layout import ArchiveLine, batch_name, build_objects
+from storage.archive.layout import ArchiveLine, batch_name, build_objects, partition_expiry_ms
 from storage.archive.writer import ArchiveWriter
 from storage.errors import StoreUnavailable
 from storage.queue.stream import Delivery, RedisStream
@@ -124,7 +125,12 @@ class Archiver:
         deliveries = list(self._buffer.values())
         lines = await self._collect(deliveries)
         objects = build_objects(lines, batch=batch_name([d.entry_id for d in deliveries]))
-        if not await self.writer.write(objects, stop=stop):
+        # A fresh lookup per batch: a changed manifest or setting applies to the next one.
+        retention = RetentionLookup(self.runtime)
+        until = {obj.key: partition_expiry_ms(
+                     obj.day, (await retention.of(obj.model)).archive_traces_s)
+                 for obj in objects if obj.kind == "traces"}
+        if not await self.writer.write(objects, stop=stop, index_until_ms=until):
             return False
         await self.feed.ack([d.entry_id for d in deliveries])
         self._buffer.clear()

@@ -22,7 +22,9 @@ from service.runtime import Runtime
 from service.scale_out_tasks import scale_out_tasks
 from service.settings import Settings
 from service.worker.archive_loop import Archiver, ArchiverOptions
+from service.worker.archive_purge_loop import LEASE_NAME, ArchivePurger
 from service.worker.explain_loop import ExplainWorker, WorkerOptions
+from storage.archive.lease import RedisLease
 from storage.archive.writer import ArchiveWriter, Backoff
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ async def run_worker(settings: Settings, request: WorkerRequest) -> int:
                 server.shutdown()
         logger.info("worker stopped", extra={"event": "worker_stopped"})
     finally:
-        await _close(runtime)
+        await close_runtime(runtime)
     return 0
 
 
@@ -104,14 +106,23 @@ def _loops(runtime: Runtime, request: WorkerRequest,
                                   settings.queue.block_ms, settings.queue.claim_idle_ms)
         loops.append(Archiver(runtime, scale_out.archive_feed, writer, metrics, consumer=name,
                               options=options).run(stop))
+        if archive.purge and scale_out.redis is not None:
+            lease = RedisLease(scale_out.redis, key_prefix=settings.redis_key_prefix,
+                               name=LEASE_NAME, ttl_ms=int(archive.purge_lease_s * 1000))
+            loops.append(ArchivePurger(runtime, scale_out.archive_store, lease, metrics,
+                                       interval_s=archive.purge_interval_s).run(stop))
     if not loops:
         raise StartupRefused("nothing to do: explaining is off (--no-explain) and the archive "
                              "is not enabled or --no-archive was given")
     return loops
 
 
-async def _close(runtime: Runtime) -> None:
-    for close in (runtime.traces.close, runtime.drift.close, runtime.audit.close,
-                  runtime.incidents.store.close):
+async def close_runtime(runtime: Runtime) -> None:
+    """Close the runtime's stores, each on its own (a failing one does not stop the rest)."""
+    closers = [runtime.traces.close, runtime.drift.close, runtime.audit.close,
+               runtime.incidents.store.close]
+    if runtime.scale_out is not None:
+        closers.append(runtime.scale_out.close)
+    for close in closers:
         with contextlib.suppress(Exception):
             await close()

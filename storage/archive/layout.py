@@ -17,9 +17,9 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 Kind = Literal["traces", "records"]
 
@@ -46,6 +46,8 @@ class ArchiveObject:
     kind: Kind
     data: bytes
     request_ids: tuple[str, ...]
+    day: str
+    model: str
 
 
 def batch_name(entry_ids: Sequence[str]) -> str:
@@ -76,8 +78,46 @@ def build_objects(lines: Sequence[ArchiveLine], *, batch: str) -> list[ArchiveOb
         payload = b"".join(member.body + b"\n" for member in members)
         # mtime=0: the same batch always compresses to the same bytes.
         objects.append(ArchiveObject(key, kind, gzip.compress(payload, mtime=0),
-                                     tuple(member.request_id for member in members)))
+                                     tuple(member.request_id for member in members),
+                                     day, model))
     return objects
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One `<kind>/dt=<day>/model=<name>/` folder of the archive."""
+
+    kind: Kind
+    day: str
+    model: str
+
+    @property
+    def prefix(self) -> str:
+        """The list prefix of the partition's objects."""
+        return f"{self.kind}/dt={self.day}/model={quote(self.model, safe='')}/"
+
+
+def partition_of(key: str) -> Partition | None:
+    """The partition of an archive object key, or None when the key is not laid out so."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] not in ("traces", "records"):
+        return None
+    kind, day_part, model_part, _name = parts
+    if not (day_part.startswith("dt=") and model_part.startswith("model=")):
+        return None
+    day = day_part.removeprefix("dt=")
+    try:
+        datetime.strptime(day, "%Y-%m-%d")
+    except ValueError:
+        return None
+    model = unquote(model_part.removeprefix("model="))
+    return Partition("traces" if kind == "traces" else "records", day, model) if model else None
+
+
+def partition_expiry_ms(day: str, retention_s: int) -> int:
+    """When a partition's retention ends: the end of its UTC day plus the retention."""
+    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    return int((start + timedelta(days=1)).timestamp() * 1000) + retention_s * 1000
 
 
 def location(key: str, line: int) -> str:

@@ -7,7 +7,8 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -46,16 +47,23 @@ class ArchiveWriter:
         self._backoff = backoff
         self._on_retry = on_retry
 
-    async def write(self, objects: Sequence[ArchiveObject], *, stop: asyncio.Event) -> bool:
-        """Write every object and index its traces; False if `stop` was set before the end."""
+    async def write(self, objects: Sequence[ArchiveObject], *, stop: asyncio.Event,
+                    index_until_ms: Mapping[str, int]) -> bool:
+        """Write every object and index its traces; False if `stop` was set before the end.
+
+        `index_until_ms` gives, per object key of traces, when its index entries expire
+        (the end of the object's retention).
+        """
         for obj in objects:
             if not await self._retry(obj.key, functools.partial(self._store.write, obj.key,
                                                                  obj.data), stop):
                 return False
-        locations = {request_id: location(obj.key, line)
+        locations = {request_id: (location(obj.key, line), index_until_ms[obj.key])
                      for obj in objects if obj.kind == "traces"
                      for line, request_id in enumerate(obj.request_ids)}
-        return await self._retry("archive index", lambda: self._index.put(locations), stop)
+        return await self._retry(
+            "archive index",
+            lambda: self._index.put(locations, now_ms=int(time.time() * 1000)), stop)
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[None]],
                      stop: asyncio.Event) -> bool:
@@ -92,7 +100,11 @@ class ArchiveReader:
         try:
             data = await self._store.read(key)
         except ArtifactNotFound:
-            logger.error("archive index points %s at missing object %s", request_id, key)
+            # Expected after a purge that ran before the entry's own expiry (a retention
+            # shortened since the trace was archived): the entry goes, the read is a miss.
+            forgotten = await self._index.forget(request_id, where)
+            logger.warning("archive index pointed %s at purged object %s (entry %s)",
+                           request_id, key, "removed" if forgotten else "already moved")
             return None
         body = read_line(data, line)
         if body is None or orjson.loads(body).get("request_id") != request_id:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 from storage.artifacts.keys import check_prefix, split_key
@@ -45,6 +47,12 @@ class LocalArtifactStore:
         """Return every key starting with `prefix` (string prefix, as in S3), sorted."""
         check_prefix(prefix)
         return await asyncio.to_thread(self._list, prefix)
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Remove the files, then every folder the removals left empty (up to the root)."""
+        paths = [self._path(key) for key in keys]
+        await asyncio.to_thread(self._delete, paths)
+        return len(paths)
 
     def _path(self, key: str) -> Path:
         parts = split_key(key)
@@ -86,6 +94,22 @@ class LocalArtifactStore:
             raise ArtifactKeyInvalid(key, reason) from exc
         except OSError as exc:
             raise StoreUnavailable(_BACKEND, f"writing {key}: {exc}") from exc
+
+    def _delete(self, paths: builtins.list[Path]) -> None:
+        folders: set[Path] = set()
+        try:
+            for path in paths:
+                path.unlink(missing_ok=True)
+                folders.update(p for p in path.parents if p != self.root and
+                               p.is_relative_to(self.root))
+            # Deepest first, so a parent is tried only after its children.
+            for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        except (IsADirectoryError, NotADirectoryError) as exc:
+            raise ArtifactKeyInvalid(str(exc.filename), "a folder, not an object") from exc
+        except OSError as exc:
+            raise StoreUnavailable(_BACKEND, f"deleting: {exc}") from exc
 
     def _list(self, prefix: str) -> builtins.list[str]:
         folder = prefix.rpartition("/")[0]

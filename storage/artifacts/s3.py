@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
@@ -15,6 +16,8 @@ from storage.errors import ArtifactNotFound, StoreUnavailable
 
 _BACKEND = "s3 artifact store"
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# S3 DeleteObjects takes at most 1000 keys per call.
+DELETE_BATCH = 1000
 
 
 class S3ArtifactStore:
@@ -72,6 +75,13 @@ class S3ArtifactStore:
         check_prefix(prefix)
         return await asyncio.to_thread(self._list, prefix)
 
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Delete the objects with DeleteObjects, 1000 keys per call."""
+        for key in keys:
+            split_key(key)
+        await asyncio.to_thread(self._delete, list(keys))
+        return len(keys)
+
     def _read(self, key: str) -> bytes:
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
@@ -89,6 +99,22 @@ class S3ArtifactStore:
             self._client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable("writing", key, exc) from exc
+
+    def _delete(self, keys: builtins.list[str]) -> None:
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start:start + DELETE_BATCH]
+            try:
+                answer = self._client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self.prefix + key} for key in batch], "Quiet": True})
+            except (BotoCoreError, ClientError) as exc:
+                raise self._unavailable("deleting", batch[0], exc) from exc
+            # A 200 answer can still list keys it did not delete (AccessDenied, SlowDown...).
+            errors = answer.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StoreUnavailable(_BACKEND, f"deleting s3://{self.bucket}/{first.get('Key')}"
+                                       f" and {len(errors) - 1} more: {first.get('Code')} "
+                                       f"{first.get('Message', '')}")
 
     def _exists(self, key: str) -> bool:
         try:

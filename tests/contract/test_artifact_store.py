@@ -137,12 +137,39 @@ async def test_list_returns_sorted_keys_under_nested_prefixes(store: ArtifactSto
     assert await store.list("models/unknown/") == []
 
 
-async def test_list_pages_through_many_objects(store: ArtifactStore) -> None:
+async def test_list_and_delete_page_through_many_objects(store: ArtifactStore) -> None:
     keys = [f"many/{i:04d}" for i in range(1005)]  # more than one S3 page of 1000
     for start in range(0, len(keys), 100):
         await asyncio.gather(*(store.write(key, b"") for key in keys[start:start + 100]))
 
     assert await store.list("many/") == keys
+    assert await store.delete(keys[:1003]) == 1003  # more than one DeleteObjects call
+    assert await store.list("many/") == keys[1003:]
+
+
+async def test_delete_removes_only_the_named_objects(store: ArtifactStore) -> None:
+    kept = ["archive/dt=2026-01-02/a.gz", "archive/dt=2026-01-01x/b.gz"]
+    gone = ["archive/dt=2026-01-01/m=a/a.gz", "archive/dt=2026-01-01/m=b/b.gz"]
+    for key in kept + gone:
+        await store.write(key, b"x")
+
+    assert await store.delete([*gone, "archive/dt=2026-01-01/never-written.gz"]) == 3
+
+    assert await store.list("archive/") == sorted(kept)
+    for key in gone:
+        assert not await store.exists(key)
+        with pytest.raises(ArtifactNotFound):
+            await store.read(key)
+    assert await store.delete([]) == 0
+
+
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "models/../../x", "a/"])
+async def test_delete_refuses_keys_that_could_escape_the_root(store: ArtifactStore,
+                                                              key: str) -> None:
+    await store.write("models/keep", b"x")
+    with pytest.raises(ArtifactKeyInvalid):
+        await store.delete(["models/keep", key])
+    assert await store.exists("models/keep")
 
 
 @pytest.mark.parametrize(
@@ -177,6 +204,24 @@ async def test_local_store_leaves_nothing_outside_its_root(tmp_path: Path) -> No
         "root", "root/a", "root/a/b", "root/a/b/c.bin",
     ]
     assert store.uri == (tmp_path / "root").as_uri()
+
+
+async def test_local_store_delete_removes_folders_left_empty_and_keeps_the_root(
+        tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    store = LocalArtifactStore(root)
+    await store.write("traces/dt=2026-01-01/model=a/b1.gz", b"x")
+    await store.write("traces/dt=2026-01-01/model=b/b2.gz", b"x")
+    await store.write("traces/dt=2026-01-02/model=a/b3.gz", b"x")
+
+    await store.delete(["traces/dt=2026-01-01/model=a/b1.gz"])
+    assert not (root / "traces/dt=2026-01-01/model=a").exists()
+    assert (root / "traces/dt=2026-01-01/model=b/b2.gz").is_file()
+
+    await store.delete(["traces/dt=2026-01-01/model=b/b2.gz"])
+    assert sorted(p.name for p in (root / "traces").iterdir()) == ["dt=2026-01-02"]
+    await store.delete(["traces/dt=2026-01-02/model=a/b3.gz"])
+    assert root.is_dir() and list(root.iterdir()) == []
 
 
 async def test_local_store_does_not_list_leftover_temp_files(tmp_path: Path) -> None:

@@ -22,7 +22,10 @@ import redis
 
 from service.demo.credit_data import FEATURES_YAML, make_applications
 from service.publishing import PublishRequest, promote, publish_from_files
+from service.runtime import Runtime
 from service.settings import Settings
+from service.worker.archive_loop import Archiver, ArchiverOptions
+from storage.archive.writer import ArchiveWriter, Backoff
 from storage.keyring import create_keyring_file
 
 LABEL = "defaulted"
@@ -162,3 +165,28 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+async def archive_all(runtime: Runtime) -> Archiver:
+    """Run an archiver until the archive feed is drained; return it (for its metrics)."""
+    scale_out = runtime.scale_out
+    assert scale_out is not None and scale_out.archive_feed is not None
+    assert scale_out.archive_store is not None and scale_out.archive_index is not None
+    metrics = scale_out.metrics
+    writer = ArchiveWriter(scale_out.archive_store, scale_out.archive_index,
+                           backoff=Backoff(0.05, 0.2),
+                           on_retry=lambda _what, _exc: metrics.archive_retries.inc())
+    archiver = Archiver(runtime, scale_out.archive_feed, writer, metrics, consumer="arch",
+                        options=ArchiverOptions(1000, 0.3, 100, 60_000))
+    stop = asyncio.Event()
+    task = asyncio.create_task(archiver.run(stop))
+    try:
+        for _ in range(600):
+            stats = await scale_out.archive_feed.stats()
+            if stats.length and stats.backlog == 0:
+                return archiver
+            await asyncio.sleep(0.05)
+        raise AssertionError("the archive feed was not drained")
+    finally:
+        stop.set()
+        await task

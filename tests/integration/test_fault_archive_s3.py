@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from collections import Counter
 from pathlib import Path
@@ -16,11 +15,10 @@ import redis
 from service.app import create_app
 from service.runtime import Runtime
 from service.settings import ArchiveSettings, QueueSettings, SamplingSettings, Settings
-from service.worker.archive_loop import Archiver, ArchiverOptions
-from storage.archive.writer import ArchiveWriter, Backoff
 from tests.integration.faulty_s3 import Fault, FaultyS3Proxy
 from tests.integration.scale_out_support import (
     CreditModel,
+    archive_all,
     clear_prefix,
     record_from,
 )
@@ -44,30 +42,6 @@ class ArchivePutPlan:
             return None
         number, self.puts = self.puts, self.puts + 1
         return FAULTS.get(number)
-
-
-async def _archive_all(runtime: Runtime) -> Archiver:
-    scale_out = runtime.scale_out
-    assert scale_out is not None and scale_out.archive_feed is not None
-    assert scale_out.archive_store is not None and scale_out.archive_index is not None
-    metrics = scale_out.metrics
-    writer = ArchiveWriter(scale_out.archive_store, scale_out.archive_index,
-                           backoff=Backoff(0.05, 0.2),
-                           on_retry=lambda _what, _exc: metrics.archive_retries.inc())
-    archiver = Archiver(runtime, scale_out.archive_feed, writer, metrics, consumer="arch",
-                        options=ArchiverOptions(1000, 0.3, 100, 60_000))
-    stop = asyncio.Event()
-    task = asyncio.create_task(archiver.run(stop))
-    try:
-        for _ in range(600):
-            stats = await scale_out.archive_feed.stats()
-            if stats.length and stats.backlog == 0:
-                return archiver
-            await asyncio.sleep(0.05)
-        raise AssertionError("the archive feed was not drained")
-    finally:
-        stop.set()
-        await task
 
 
 async def test_archiving_through_failing_s3_loses_nothing_and_serves_old_traces(
@@ -96,7 +70,7 @@ async def test_archiving_through_failing_s3_loses_nothing_and_serves_old_traces(
                         batch = [record_from(credit.frame, i, ids[i])
                                  for i in range(start, start + 20)]
                         await http.post("/v1/predictions", json={"records": batch})
-                        archiver = await _archive_all(runtime)
+                        archiver = await archive_all(runtime)
                     live = {rid: (await http.get(f"/v1/traces/{rid}")).json() for rid in ids}
                     # Retention ends: the store forgets the traces, the archive still has them.
                     sync = redis.Redis.from_url(redis_url)

@@ -26,9 +26,21 @@ def test_settings_per_model_win_over_the_manifest_which_wins_over_defaults() -> 
         "credit": RetentionOverrides(records_s=50)})
     resolved = retention_for(settings, manifest(RetentionOverrides(traces_s=70, records_s=60)))
     assert resolved == Retention(traces_s=70, records_s=50, inputs_s=50,
-                                 incident_traces_s=settings.incident_traces_s)
+                                 incident_traces_s=settings.incident_traces_s,
+                                 archive_traces_s=400 * 86400, archive_records_s=400 * 86400)
     assert retention_for(RetentionSettings(traces_s=1000, records_s=500),
-                         manifest(None)) == Retention(1000, 500, 500, 90 * 86400)
+                         manifest(None)) == Retention(1000, 500, 500, 90 * 86400,
+                                                      400 * 86400, 400 * 86400)
+
+
+def test_archive_retention_resolves_per_field_with_the_same_precedence() -> None:
+    settings = RetentionSettings(archive_traces_s=3000, archive_records_s=2000, models={
+        "credit": RetentionOverrides(archive_records_s=20)})
+    resolved = retention_for(settings, manifest(RetentionOverrides(archive_traces_s=30,
+                                                                   archive_records_s=40)))
+    assert (resolved.archive_traces_s, resolved.archive_records_s) == (30, 20)
+    other = retention_for(settings, None, model="other")
+    assert (other.archive_traces_s, other.archive_records_s) == (3000, 2000)
 
 
 def test_incident_retention_resolves_per_model_without_a_manifest() -> None:

@@ -13,10 +13,13 @@ import pytest
 
 from storage.archive.layout import (
     ArchiveLine,
+    Partition,
     batch_name,
     build_objects,
     location,
     parse_location,
+    partition_expiry_ms,
+    partition_of,
     read_line,
 )
 
@@ -83,3 +86,27 @@ def test_same_batch_compresses_to_the_same_bytes() -> None:
 def test_malformed_locations_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="archive location"):
         parse_location(bad)
+
+
+def test_every_object_key_maps_back_to_its_partition() -> None:
+    lines = [_line("traces", "a", "credit/eu west", "2026-11-25T23:59:59"),
+             _line("records", "b", "fraud", "2026-02-28T00:00:00")]
+    for obj in build_objects(lines, batch="B"):
+        partition = partition_of(obj.key)
+        assert partition == Partition(obj.kind, obj.day, obj.model)
+        assert obj.key.startswith(partition.prefix)
+    assert partition_of("traces/dt=2026-11-25/model=credit%2Feu%20west/B.jsonl.gz") == \
+        Partition("traces", "2026-11-25", "credit/eu west")
+
+
+@pytest.mark.parametrize("key", [
+    "models/credit/1/manifest.json", "traces/dt=2026-13-01/model=a/B.jsonl.gz",
+    "traces/2026-11-25/model=a/B.jsonl.gz", "traces/dt=2026-11-25/model=/B.jsonl.gz",
+    "records/dt=2026-11-25/B.jsonl.gz", "traces/dt=2026-11-25/model=a/sub/B.jsonl.gz"])
+def test_keys_outside_the_layout_belong_to_no_partition(key: str) -> None:
+    assert partition_of(key) is None
+
+
+def test_a_partition_expires_a_retention_after_the_end_of_its_day() -> None:
+    assert partition_expiry_ms("2026-11-25", 0) == _ms("2026-11-26T00:00:00")
+    assert partition_expiry_ms("2026-12-31", 86400) == _ms("2027-01-02T00:00:00")

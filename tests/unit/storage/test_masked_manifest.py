@@ -87,3 +87,28 @@ def test_redacted_values_collapse_and_bucket_definitions_stay() -> None:
     # Unmasked features are served as published.
     assert features["region"]["categories"] == ["north", "south"]
     assert served["baseline"]["score"] == manifest.baseline.score.model_dump(mode="json")
+
+
+def test_bucket_feature_without_baseline_bins_is_served_redacted_like_its_traces() -> None:
+    base = _manifest()
+    features = [*base.features, FeatureManifest(name="salary", mask="bucket", min=31337.5,
+                                                max=271828.5),
+                FeatureManifest(name="bonus", mask="bucket", min=4242.5, max=9191.5)]
+    baselines = {**base.baseline.features,
+                 "bonus": NumericBaseline(edges=[4242.5], proportions=[], mean=5555.5,
+                                          std=1.5, min=4242.5, max=9191.5, missing_rate=0)}
+    manifest = base.model_copy(update={
+        "features": features,
+        "baseline": base.baseline.model_copy(update={"features": baselines})})
+    masker = Masker(manifest, hmac_key=KEY)
+    assert masker.mask_value("salary", 50000.0) == REDACTED  # what a trace shows
+
+    served = masked_manifest_json(manifest, masker)
+    text = json.dumps(served)
+    for raw in ("31337.5", "271828.5", "4242.5", "9191.5", "5555.5"):
+        assert raw not in text, raw
+    by_name = {f["name"]: f for f in served["features"]}
+    assert (by_name["salary"]["min"], by_name["salary"]["max"]) == (REDACTED, REDACTED)
+    assert by_name["bonus"]["min"] == REDACTED
+    # A bucket feature with bins keeps its bucket definition.
+    assert (by_name["income"]["min"], by_name["income"]["max"]) == (10000, 200000)
