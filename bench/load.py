@@ -163,20 +163,20 @@ def run_scale_out(deployment: Deployment, args: argparse.Namespace, prefix: str)
     """Several replicas in queue mode and two workers; steady phase, then a burst."""
     env = {**base_env(deployment, args.redis_url, prefix), "WHYLENS_EXPLAIN_MODE": "queue"}
     with scenario(deployment, "scale-out") as processes:
-        for i in range(args.servers):
-            processes.serve(env, f"s{i}")
-        for i in range(2):
-            processes.worker(env, f"w{i}")
-        processes.wait_ready()
+        _start_queue_mode(processes, env, args.servers)
         outcome = asyncio.run(_run_queue(processes, deployment, prefix, args))
     with scenario(deployment, "burst") as processes:
-        for i in range(args.servers):
-            processes.serve(env, f"s{i}")
-        for i in range(2):
-            processes.worker(env, f"w{i}")
-        processes.wait_ready()
+        _start_queue_mode(processes, env, args.servers)
         outcome.drain.update(asyncio.run(_run_burst(processes, deployment, prefix, args)))
     return outcome
+
+
+def _start_queue_mode(processes: Processes, env: dict[str, str], servers: int) -> None:
+    for i in range(servers):
+        processes.serve(env, f"s{i}")
+    for i in range(2):
+        processes.worker(env, f"w{i}")
+    processes.wait_ready()
 
 
 def _steady_rates(outcome: Outcome) -> tuple[float, float, float, float]:
