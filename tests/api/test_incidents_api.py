@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -155,11 +156,13 @@ async def test_summary_matches_lightgbm_and_compares_canary_with_production(
     settings = isolated(canary_pair.settings, tmp_path)
     async with running_app(settings) as http:
         await open_incident(http, "INC-SUM")
+        # Event times inside the incident window, so its drift windows count them.
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         skewed = record_from(credit_frame, production_rows[0], f"sum-{production_rows[0]}",
-                             prediction={"score": 0.999, "threshold": 0.5})
-        batch = [skewed] + [record_from(credit_frame, i, f"sum-{i}") for i in
-                            production_rows[1:]]
-        batch += [record_from(credit_frame, i, f"sum-{i}", version="canary",
+                             prediction={"score": 0.999, "threshold": 0.5}, timestamp=now)
+        batch = [skewed] + [record_from(credit_frame, i, f"sum-{i}", timestamp=now)
+                            for i in production_rows[1:]]
+        batch += [record_from(credit_frame, i, f"sum-{i}", version="canary", timestamp=now,
                               context={"cohort": "canary"}) for i in canary_rows]
         answers = (await http.post("/v1/predictions", json={"records": batch})).json()
         assert {a["reason"] for a in answers["records"]} == {"incident"}
@@ -168,7 +171,14 @@ async def test_summary_matches_lightgbm_and_compares_canary_with_production(
     summary = view["summary"]
     assert summary["versions"] == {"1": len(production_rows), "2": len(canary_rows)}
     assert summary["cohorts"] == {"(none)": len(production_rows), "canary": len(canary_rows)}
-    assert summary["counts"]["mismatches"] >= 1
+    # Logged scores (0.5, one 0.999) against LightGBM's own probabilities of each version,
+    # at the service's default tolerance.
+    logged = np.array([0.999] + [0.5] * (len(production_rows) - 1) + [0.5] * len(canary_rows))
+    features_only = credit_frame.drop(columns=[LABEL])
+    scores = np.concatenate([canary_pair.production.predict(features_only.iloc[production_rows]),
+                             canary_pair.canary.predict(features_only.iloc[canary_rows])])
+    expected_mismatches = int((~np.isclose(logged, scores, rtol=1e-3, atol=1e-3)).sum())
+    assert summary["counts"]["mismatches"] == expected_mismatches
     assert summary["counts"]["by_reason"] == {"incident": len(production_rows) + len(canary_rows)}
     for version, booster, rows in (("1", canary_pair.production, production_rows),
                                    ("2", canary_pair.canary, canary_rows)):
@@ -196,4 +206,9 @@ async def test_summary_matches_lightgbm_and_compares_canary_with_production(
     ranked = [f["mean_abs_difference"] for f in comparison["features"]]
     assert ranked == sorted(ranked, reverse=True)
     assert set(summary["drift"]) == {"1", "2"}
+    for version, rows in (("1", production_rows), ("2", canary_rows)):
+        drift = summary["drift"][version]
+        assert drift.get("status") != "unavailable", drift
+        assert drift["count"] == len(rows)
+        assert set(drift["features"]) == set(names) - {LABEL}
     assert LABEL not in summary["attribution"]["1"]["features"]
