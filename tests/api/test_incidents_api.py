@@ -212,3 +212,34 @@ async def test_summary_matches_lightgbm_and_compares_canary_with_production(
         assert drift["count"] == len(rows)
         assert set(drift["features"]) == set(names) - {LABEL}
     assert LABEL not in summary["attribution"]["1"]["features"]
+
+
+async def test_another_replica_follows_incident_mode_on_and_off(
+        canary_pair: CanaryPair, credit_frame: pd.DataFrame, tmp_path: Path) -> None:
+    settings = isolated(canary_pair.settings, tmp_path)
+    async with running_app(settings) as one, running_app(settings) as two:
+        attempt = 0
+
+        async def replica_two_reason() -> str | None:
+            nonlocal attempt
+            attempt += 1
+            answer = (await two.post("/v1/predictions", json=record_from(
+                credit_frame, attempt % 100, f"follow-{attempt}"))).json()
+            return answer["reason"] if answer["sampled"] else None
+
+        assert await replica_two_reason() is None
+        await open_incident(one, "INC-FOLLOW")
+
+        async def in_incident_mode() -> bool:
+            return await replica_two_reason() == "incident"
+
+        await wait_until(in_incident_mode, timeout_s=20, what="incident mode on replica two")
+        closed = await one.post("/v1/incidents/INC-FOLLOW/close")
+        assert closed.status_code == 200
+
+        async def left_incident_mode() -> bool:
+            return await replica_two_reason() is None
+
+        await wait_until(left_incident_mode, timeout_s=20, what="the close on replica two")
+        linked = (await two.get("/v1/traces?incident=INC-FOLLOW&limit=100")).json()["traces"]
+        assert linked and all(t["sampling"]["reason"] == "incident" for t in linked)
