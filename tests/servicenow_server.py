@@ -2,7 +2,9 @@
 
 A real HTTP server on a loopback port, in a thread. It answers as ServiceNow documents
 it: `{"result": ...}` envelopes, 201 for a created attachment, 401/404 with
-`{"error": {"message", "detail"}, "status": "failure"}`. Faults can be queued per route:
+`{"error": {"message", "detail"}, "status": "failure"}`. The webhook receiver checks the
+HMAC-SHA256 signature of the raw body, as a receiver should, and answers 401 when it does
+not match. Faults can be queued per route:
 a status (with headers, e.g. 429 + Retry-After), a delay past the client's timeout, or
 a status sent *after* the change was made (the client cannot tell it succeeded).
 """
@@ -10,6 +12,8 @@ a status sent *after* the change was made (the client cannot tell it succeeded).
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -51,12 +55,16 @@ class FakeServiceNow:
     """Incidents, attachments and work notes in memory, served over HTTP."""
 
     def __init__(self, *, username: str = "whylens", password: str = "s3cret",
-                 token: str | None = None) -> None:
+                 token: str | None = None, hook_secret: str = "hook-secret",
+                 signature_header: str = "X-Whylens-Signature") -> None:
         self.username = username
         self.password = password
         self.token = token
+        self.hook_secret = hook_secret
+        self.signature_header = signature_header
         self.incidents: dict[str, dict[str, Any]] = {}
         self.attachments: list[dict[str, Any]] = []
+        self.hooks: list[bytes] = []
         self.seen: list[Seen] = []
         self.faults: defaultdict[tuple[str, str], deque[Fault]] = defaultdict(deque)
         self.lock = threading.Lock()
@@ -125,6 +133,11 @@ class FakeServiceNow:
                                                          "detail": "fault"},
                                                "status": "failure"}, fault.headers)
             return
+        if route == HOOK and not self._signed(request, body):
+            self._send(request, 401, {"error": {"message": "bad signature",
+                                                "detail": self.signature_header},
+                                      "status": "failure"})
+            return
         if route != HOOK and not self._authorized(request):
             self._send(request, 401, {"error": {"message": "User Not Authenticated",
                                                 "detail": "Required to provide Auth information"},
@@ -140,6 +153,11 @@ class FakeServiceNow:
         if path.startswith(TABLE + "/"):
             return TABLE + "/{sys_id}"
         return path
+
+    def _signed(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
+        expected = "sha256=" + hmac.new(self.hook_secret.encode(), body,
+                                        hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, request.headers.get(self.signature_header) or "")
 
     def _authorized(self, request: BaseHTTPRequestHandler) -> bool:
         header = request.headers.get("Authorization") or ""
@@ -184,6 +202,7 @@ class FakeServiceNow:
                 self.attachments.append(attachment)
                 return 201, {"result": self._meta(attachment)}
             if (method, route) == ("POST", HOOK):
+                self.hooks.append(body)
                 return 200, {"ok": True}
         return 404, {"error": {"message": "Requested URI does not represent any resource",
                                "detail": None}, "status": "failure"}

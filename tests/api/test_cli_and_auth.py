@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 
 from service.app import create_app
 from service.cli import main as cli_main
+from service.errors import StartupRefused
 from service.settings import Settings
 from tests.api.conftest import record_from
 
@@ -88,3 +90,25 @@ def test_demo_trains_publishes_serves_and_prints_trace_urls(tmp_path: Path) -> N
     for page in ("/ui/ ", "/ui/models/credit", "/ui/traces/demo-", "/ui/incidents/<id>"):
         assert f"http://127.0.0.1:{port}{page}" in done.stdout, page
     assert (tmp_path / ".whylens" / "artifacts" / "models" / "credit" / "aliases.json").exists()
+
+
+async def test_auth_off_is_explicit_and_announced_loudly_at_start(
+        published_settings: Settings, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = published_settings.model_copy(update={
+        "auth": "off", "api_keys": None, "traces": f"sqlite:///{tmp_path / 't.db'}"})
+    app = create_app(settings)
+    with caplog.at_level(logging.WARNING, logger="service"):
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
+                # Every caller, even without a key, is an admin now.
+                assert (await http.get("/v1/audit")).status_code == 200
+    loud = [r for r in caplog.records if "AUTHENTICATION IS OFF" in r.getMessage()]
+    assert len(loud) == 1 and loud[0].levelno == logging.WARNING
+    # Neither keys nor an explicit "off": the service does not start.
+    unset = settings.model_copy(update={"auth": None})
+    refused = create_app(unset)
+    with pytest.raises(StartupRefused, match="WHYLENS_AUTH=off"):
+        async with refused.router.lifespan_context(refused):
+            pass

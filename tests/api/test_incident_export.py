@@ -24,17 +24,18 @@ HOOK_SECRET = "hook-secret"
 
 @pytest.fixture
 def servicenow() -> Iterator[FakeServiceNow]:
-    server = FakeServiceNow().start()
+    server = FakeServiceNow(hook_secret=HOOK_SECRET).start()
     yield server
     server.stop()
 
 
 def export_settings(pair: CanaryPair, tmp_path: Path, server: FakeServiceNow, *,
-                    password: str = "s3cret", token: str | None = None) -> Settings:
+                    password: str = "s3cret", token: str | None = None,
+                    hook_secret: str = HOOK_SECRET) -> Settings:
     return isolated(pair.settings, tmp_path, servicenow=ServiceNowSettings(
         instance_url=server.url, username="whylens", password=SecretStr(password),
         oauth_token=None if token is None else SecretStr(token)),
-        webhook=WebhookSettings(url=server.url + HOOK, secret=SecretStr(HOOK_SECRET)))
+        webhook=WebhookSettings(url=server.url + HOOK, secret=SecretStr(hook_secret)))
 
 
 async def incident_with_traces(http: httpx.AsyncClient, frame: pd.DataFrame,
@@ -145,6 +146,35 @@ async def test_a_queued_export_survives_a_restart(
     assert len(servicenow.attachments) == 1
 
 
+async def test_a_restart_between_steps_resumes_after_the_saved_ones(
+        canary_pair: CanaryPair, credit_frame: pd.DataFrame, tmp_path: Path,
+        servicenow: FakeServiceNow) -> None:
+    sys_id = servicenow.add_incident("INC0010007")
+    # The bundle gets attached, then every work note fails until the service restarts.
+    servicenow.fail("PATCH", TABLE + "/{sys_id}", *[Fault(status=503)] * 1000)
+    settings = export_settings(canary_pair, tmp_path, servicenow)
+    async with running_app(settings) as http:
+        await incident_with_traces(http, credit_frame, "INC0010007")
+        await export(http, "INC0010007", "servicenow")
+
+        async def note_retried() -> bool:
+            return len(servicenow.requests("PATCH", TABLE + "/{sys_id}")) >= 2
+
+        await wait_until(note_retried, what="a failed work note")
+        assert len(servicenow.attachments) == 1
+    with servicenow.lock:
+        servicenow.faults.clear()
+    async with running_app(settings) as http:
+        done = await finished_export(http, "INC0010007")
+    assert done["state"] == "done"
+    # The saved steps are not repeated: one lookup, one upload, one attachment, one note.
+    assert len(servicenow.requests("GET", TABLE)) == 1
+    assert len(servicenow.requests("GET", ATTACHMENT)) == 1
+    assert len(servicenow.requests("POST", UPLOAD)) == 1
+    assert len(servicenow.attachments) == 1
+    assert len(servicenow.incidents[sys_id]["work_notes"]) == 1
+
+
 async def test_webhook_posts_a_signed_body_and_retries_with_the_same_delivery(
         canary_pair: CanaryPair, credit_frame: pd.DataFrame, tmp_path: Path,
         servicenow: FakeServiceNow) -> None:
@@ -164,6 +194,21 @@ async def test_webhook_posts_a_signed_body_and_retries_with_the_same_delivery(
     assert payload["incident"]["id"] == "WL-HOOK-1"
     assert payload["bundle"]["sha256"] == done["digest"]
     assert payload["summary"]["counts"]["summarized"] == 3
+    # The receiver verified the signature and took the body it was computed over.
+    assert servicenow.hooks == [second.body]
+
+
+async def test_a_webhook_signed_with_another_secret_is_refused_by_the_receiver(
+        canary_pair: CanaryPair, credit_frame: pd.DataFrame, tmp_path: Path,
+        servicenow: FakeServiceNow) -> None:
+    settings = export_settings(canary_pair, tmp_path, servicenow, hook_secret="not-it")
+    async with running_app(settings) as http:
+        await incident_with_traces(http, credit_frame, "WL-HOOK-2")
+        await export(http, "WL-HOOK-2", "webhook")
+        failed = await finished_export(http, "WL-HOOK-2")
+    assert (failed["state"], failed["attempts"]) == ("failed", 1)
+    assert "401" in failed["last_error"] and "not-it" not in json.dumps(failed)
+    assert len(servicenow.requests("POST", HOOK)) == 1 and servicenow.hooks == []
 
 
 async def test_bearer_token_rejections_and_unconfigured_targets(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -155,11 +156,13 @@ async def test_summary_matches_lightgbm_and_compares_canary_with_production(
     settings = isolated(canary_pair.settings, tmp_path)
     async with running_app(settings) as http:
         await open_incident(http, "INC-SUM")
+        # Event times inside the incident window, so its drift windows count them.
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         skewed = record_from(credit_frame, production_rows[0], f"sum-{production_rows[0]}",
-                             prediction={"score": 0.999, "threshold": 0.5})
-        batch = [skewed] + [record_from(credit_frame, i, f"sum-{i}") for i in
-                            production_rows[1:]]
-        batch += [record_from(credit_frame, i, f"sum-{i}", version="canary",
+                             prediction={"score": 0.999, "threshold": 0.5}, timestamp=now)
+        batch = [skewed] + [record_from(credit_frame, i, f"sum-{i}", timestamp=now)
+                            for i in production_rows[1:]]
+        batch += [record_from(credit_frame, i, f"sum-{i}", version="canary", timestamp=now,
                               context={"cohort": "canary"}) for i in canary_rows]
         answers = (await http.post("/v1/predictions", json={"records": batch})).json()
         assert {a["reason"] for a in answers["records"]} == {"incident"}
@@ -168,7 +171,14 @@ async def test_summary_matches_lightgbm_and_compares_canary_with_production(
     summary = view["summary"]
     assert summary["versions"] == {"1": len(production_rows), "2": len(canary_rows)}
     assert summary["cohorts"] == {"(none)": len(production_rows), "canary": len(canary_rows)}
-    assert summary["counts"]["mismatches"] >= 1
+    # Logged scores (0.5, one 0.999) against LightGBM's own probabilities of each version,
+    # at the service's default tolerance.
+    logged = np.array([0.999] + [0.5] * (len(production_rows) - 1) + [0.5] * len(canary_rows))
+    features_only = credit_frame.drop(columns=[LABEL])
+    scores = np.concatenate([canary_pair.production.predict(features_only.iloc[production_rows]),
+                             canary_pair.canary.predict(features_only.iloc[canary_rows])])
+    expected_mismatches = int((~np.isclose(logged, scores, rtol=1e-3, atol=1e-3)).sum())
+    assert summary["counts"]["mismatches"] == expected_mismatches
     assert summary["counts"]["by_reason"] == {"incident": len(production_rows) + len(canary_rows)}
     for version, booster, rows in (("1", canary_pair.production, production_rows),
                                    ("2", canary_pair.canary, canary_rows)):
@@ -196,4 +206,82 @@ async def test_summary_matches_lightgbm_and_compares_canary_with_production(
     ranked = [f["mean_abs_difference"] for f in comparison["features"]]
     assert ranked == sorted(ranked, reverse=True)
     assert set(summary["drift"]) == {"1", "2"}
+    for version, rows in (("1", production_rows), ("2", canary_rows)):
+        drift = summary["drift"][version]
+        assert drift.get("status") != "unavailable", drift
+        assert drift["count"] == len(rows)
+        assert set(drift["features"]) == set(names) - {LABEL}
     assert LABEL not in summary["attribution"]["1"]["features"]
+
+
+async def test_another_replica_follows_incident_mode_on_and_off(
+        canary_pair: CanaryPair, credit_frame: pd.DataFrame, tmp_path: Path) -> None:
+    settings = isolated(canary_pair.settings, tmp_path)
+    async with running_app(settings) as one, running_app(settings) as two:
+        attempt = 0
+
+        async def replica_two_reason() -> str | None:
+            nonlocal attempt
+            attempt += 1
+            answer = (await two.post("/v1/predictions", json=record_from(
+                credit_frame, attempt % 100, f"follow-{attempt}"))).json()
+            return answer["reason"] if answer["sampled"] else None
+
+        assert await replica_two_reason() is None
+        await open_incident(one, "INC-FOLLOW")
+
+        async def in_incident_mode() -> bool:
+            return await replica_two_reason() == "incident"
+
+        await wait_until(in_incident_mode, timeout_s=20, what="incident mode on replica two")
+        closed = await one.post("/v1/incidents/INC-FOLLOW/close")
+        assert closed.status_code == 200
+
+        async def left_incident_mode() -> bool:
+            return await replica_two_reason() is None
+
+        await wait_until(left_incident_mode, timeout_s=20, what="the close on replica two")
+        linked = (await two.get("/v1/traces?incident=INC-FOLLOW&limit=100")).json()["traces"]
+        assert linked and all(t["sampling"]["reason"] == "incident" for t in linked)
+
+
+async def test_a_backfill_cut_by_a_restart_finishes_on_the_next_start(
+        canary_pair: CanaryPair, credit_frame: pd.DataFrame, tmp_path: Path) -> None:
+    rows = list(range(100, 500))
+    records = [record_from(credit_frame, i, f"rs-{i}",
+                           timestamp=f"2026-11-25T09:{i % 60:02d}:{i % 59:02d}Z") for i in rows]
+    # One record per page and step: the restart lands between saved pages.
+    settings = isolated(canary_pair.settings, tmp_path, incidents=canary_pair.settings.incidents
+                        .model_copy(update={"backfill_page": 1, "backfill_slice_s": 0.001}))
+    async with running_app(settings) as http:
+        for start in range(0, len(records), 200):
+            await http.post("/v1/predictions", json={"records": records[start:start + 200]})
+        await open_incident(http, "INC-RS", explain_all=False)
+        started = await http.post("/v1/incidents/INC-RS/backfill", json={
+            "since": "2026-11-25T09:00:00Z", "until": "2026-11-25T10:00:00Z",
+            "where": "features.age > `40`"})
+        assert started.status_code == 202, started.text
+
+        async def under_way() -> bool:
+            view = (await http.get("/v1/incidents/INC-RS")).json()
+            return bool(view["backfills"][0]["scanned"] > 0)
+
+        # Stop once some pages are saved (the shutdown cancels the step in flight).
+        await wait_until(under_way, what="the first backfill pages")
+    async with running_app(settings) as http:
+
+        async def finished() -> bool:
+            view = (await http.get("/v1/incidents/INC-RS")).json()
+            return bool(view["backfills"][0]["state"] == "done")
+
+        await wait_until(finished, what="the resumed backfill")
+        progress = (await http.get("/v1/incidents/INC-RS")).json()["backfills"][0]
+        found = (await http.get("/v1/traces?incident=INC-RS&limit=500")).json()["traces"]
+    older = sorted(f"rs-{i}" for i in rows if credit_frame.loc[i, "age"] > 40)
+    assert older and len(older) < len(rows)
+    # Nothing lost: every matching record is explained and linked, the rest filtered out.
+    assert sorted(t["request_id"] for t in found) == older
+    assert progress["scanned"] == len(rows)
+    assert progress["filtered_out"] == len(rows) - len(older)
+    # A page redone after the cut finds its traces already there: counted once either way.
+    assert progress["explained"] + progress["already_explained"] == len(older)

@@ -1,8 +1,9 @@
 """Masked raw values never leave in raw form — except to an audited `?unmask=true`.
 
 Thousands of records whose masked features are random unique values are ingested and
-explained; then every Redis key and value of the test prefix (type-aware), every SQLite
-table and file, every captured log line (DEBUG) and every answer a `read` caller can get
+explained, and some attached to an incident; then every Redis key and value of the test
+prefix (type-aware), every SQLite table and file, every captured log line (DEBUG) and
+every answer a `read` caller can get (API and UI pages, the incident summary included)
 are searched for any of those values.
 """
 
@@ -32,6 +33,7 @@ from tests.api.security_support import as_role, keyed_client
 RECORDS = 2000
 BATCH = 500
 UNMASKED_CHECKED = 25
+INCIDENT = "INC-LEAK"
 
 
 def masked_records(frame: pd.DataFrame, seed: int) -> tuple[list[dict[str, Any]], list[str]]:
@@ -154,9 +156,27 @@ async def read_caller_corpus(http: httpx.AsyncClient, ids: list[str]) -> bytes:
         await fetch("POST", "/v1/explain", json={"request_id": request_id})
         await fetch("POST", "/v1/explain?counterfactuals=2", json={"request_id": request_id})
     for url in ("/v1/models", "/v1/models/credit", "/v1/models/credit/versions/1",
-                "/v1/models/credit/drift?window=7d", "/metrics", "/readyz", "/healthz"):
-        await fetch("GET", url)
+                "/v1/models/credit/drift?window=7d", "/v1/models/credit/policy",
+                "/v1/models/credit/deferred", "/metrics", "/readyz", "/healthz",
+                "/v1/incidents", f"/v1/incidents/{INCIDENT}",
+                f"/v1/traces?incident={INCIDENT}", "/ui/", "/ui/models/credit",
+                f"/ui/incidents/{INCIDENT}"):
+        assert (await fetch("GET", url)).status_code == 200, url
+    for request_id in ids[:20]:
+        assert (await fetch("GET", f"/ui/traces/{request_id}")).status_code == 200
     return b"\n".join(parts)
+
+
+async def open_incident(http: httpx.AsyncClient, ids: list[str]) -> None:
+    """An incident holding some traces: its summary and pages are read-caller answers too."""
+    admin = as_role("admin")
+    created = await http.post("/v1/incidents", headers=admin, json={
+        "id": INCIDENT, "model": "credit", "title": "leak", "severity": 3,
+        "explain_all": False})
+    assert created.status_code == 201, created.text
+    attached = await http.post(f"/v1/incidents/{INCIDENT}/traces", headers=admin,
+                               json={"request_ids": ids[:40]})
+    assert attached.status_code == 200 and len(attached.json()["attached"]) == 40
 
 
 async def ingest_all(http: httpx.AsyncClient, records: list[dict[str, Any]],
@@ -224,8 +244,9 @@ async def test_masked_values_appear_nowhere_until_an_auditor_unmasks_them(
     caplog.set_level(logging.DEBUG)
     records, secrets = masked_records(credit_frame, seed=len(backend))
     ids = [r["request_id"] for r in records]
-    corpus = [await ingest_all(http, records, secrets),
-              await read_caller_corpus(http, ids)]
+    ingested = await ingest_all(http, records, secrets)
+    await open_incident(http, ids)
+    corpus = [ingested, await read_caller_corpus(http, ids)]
     if backend == "redis":
         corpus.append(await redis_corpus(str(request.getfixturevalue("redis_url")),
                                          unique_prefix))

@@ -154,6 +154,33 @@ async def test_every_route_answers_each_role_as_the_table_says(
                 wrong.append(f"{method} {url} as {role or 'no key'}: {status}, "
                              f"expected {expected}: {response.text[:200]}")
     assert not wrong, "\n".join(wrong)
+    await assert_admin_calls_were_audited(matrix_client, routes)
+
+
+async def assert_admin_calls_were_audited(http: httpx.AsyncClient,
+                                          routes: set[tuple[str, str]]) -> None:
+    """Every admin-only call of the walk above left an entry, a refused one too (403)."""
+    logged: set[tuple[str, str, int]] = set()
+    cursor = None
+    while True:
+        page = (await http.get("/v1/audit", headers=as_role("admin"), params={
+            "limit": 200, **({"cursor": cursor} if cursor else {})})).json()
+        logged |= {(e["actor"], e["target"], e["status"]) for e in page["entries"]
+                   if e["action"] == "admin"}
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    missing = []
+    for (method, path, variant), needed in ROLE_TABLE.items():
+        if needed != "admin" or (method, path) not in routes:
+            continue
+        target = f"{method} {path.format(**PATH_VALUES)}" + (f"?{variant}" if variant else "")
+        by_actor = {actor: status for actor, seen, status in logged if seen == target}
+        if not 200 <= by_actor.get("admin-key", 0) < 500:
+            missing.append(f"{target} by admin-key")
+        missing += [f"{target} refused to {role}-key" for role in ("ingest", "read", "audit")
+                    if by_actor.get(f"{role}-key") != 403]
+    assert not missing, f"admin calls without their audit entry: {missing}"
 
 
 async def test_bearer_and_x_api_key_headers_are_equivalent(

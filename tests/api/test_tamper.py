@@ -8,6 +8,7 @@ answering with the version it served before.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 
 from service.app import create_app
+from service.cli import main as cli_main
 from service.demo.credit_data import FEATURES_YAML
 from service.publishing import PublishRequest, promote, publish_from_files
 from service.settings import ExplainSettings, SamplingSettings, Settings
@@ -104,3 +106,38 @@ async def test_a_tampered_or_unsigned_version_is_refused_and_production_keeps_se
         assert EXPECTED_REASON[version] in check and "still serving 1" in check
     finally:
         await promote(signed_settings, "credit", "1", "production")
+
+
+async def test_cli_publish_sign_is_trusted_only_under_its_own_key(
+        credit_frame: pd.DataFrame, credit_booster: tuple[lgb.Booster, Path],
+        tmp_path: Path) -> None:
+    ours, theirs = generate_signing_key(), generate_signing_key()
+    (tmp_path / "ours.pem").write_bytes(ours.private_pem)
+    (tmp_path / "theirs.pem").write_bytes(theirs.private_pem)
+    (tmp_path / "trusted.pem").write_bytes(ours.public_pem)
+    credit_frame.to_parquet(tmp_path / "train.parquet")
+    (tmp_path / "FEATURES.yaml").write_text(FEATURES_YAML, encoding="utf-8")
+    artifacts = (tmp_path / "artifacts").as_uri()
+    for version, key in (("1", "ours.pem"), ("2", "theirs.pem")):
+        assert await asyncio.to_thread(cli_main, [
+            "publish", "--name", "credit", "--version", version,
+            "--model", str(credit_booster[1]), "--train", str(tmp_path / "train.parquet"),
+            "--label", LABEL, "--features", str(tmp_path / "FEATURES.yaml"),
+            "--artifacts", artifacts, "--sign", str(tmp_path / key)]) == 0
+        assert (tmp_path / "artifacts/models/credit" / version / "manifest.sig").exists()
+    assert await asyncio.to_thread(cli_main, [
+        "promote", "credit", "1", "--alias", "production", "--artifacts", artifacts]) == 0
+    settings = Settings(data_dir=tmp_path / "data", artifacts=artifacts, auth="off",
+                        traces=f"sqlite:///{tmp_path / 't.db'}",
+                        trusted_keys=[tmp_path / "trusted.pem"])
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
+            trusted = await http.post("/v1/predictions", json=record_from(
+                credit_frame, 1, "cli-signed-1", version="1"))
+            foreign = await http.post("/v1/predictions", json=record_from(
+                credit_frame, 2, "cli-signed-2", version="2"))
+    assert trusted.status_code == 200, trusted.text
+    assert foreign.status_code == 503
+    assert "signature refused for models/credit/2/manifest.json" in foreign.json()["detail"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 import redis.asyncio
 
 from storage.crypto import InputSealer
+from storage.errors import StoreUnavailable
 from storage.keyring import (
     Keyring,
     KeyUnknown,
@@ -20,7 +21,7 @@ from storage.keyring import (
     retire_key,
     rotate_keyring,
 )
-from storage.records import StoredRecord
+from storage.records import SealedPage, SealedUpdate, StoredRecord
 from storage.reencrypt import count_sealed_by_key, reencrypt_sealed_inputs
 from storage.trace_factory import open_trace_store
 from storage.traces.redis import RedisTraceStore
@@ -130,3 +131,46 @@ def test_staged_keys_decrypt_before_they_are_activated() -> None:
     assert activated.active("aead").key_id == added.key_id
     statuses = {e.key_id: e.status for e in activated.entries}
     assert statuses[ring1.active("aead").key_id] == "decrypt"
+
+
+class CrashingLog:
+    """The real store's sealed-input log, failing on the scan after `pages` pages."""
+
+    def __init__(self, store: Store, pages: int) -> None:
+        self.store = store
+        self.pages = pages
+
+    async def scan_sealed_inputs(self, cursor: str | None, *, limit: int) -> SealedPage:
+        if self.pages == 0:
+            raise StoreUnavailable("test", "the process died here")
+        self.pages -= 1
+        return await self.store.scan_sealed_inputs(cursor, limit=limit)
+
+    async def replace_sealed_inputs(self, updates: Sequence[SealedUpdate]) -> int:
+        return await self.store.replace_sealed_inputs(updates)
+
+
+async def test_an_interrupted_reencrypt_resumes_from_its_checkpoint(
+        store: Store, tmp_path: Path) -> None:
+    ring1 = fresh_keyring()
+    key1 = ring1.active("aead").key_id
+    ids = [f"r-{i}" for i in range(150)]
+    await store.add_records([sealed_record(InputSealer(ring1), r) for r in ids])
+    ring2, _ = rotate_keyring(ring1, ("aead",))
+    sealer2 = InputSealer(ring2)
+    checkpoint = tmp_path / "reencrypt.cursor"
+    with pytest.raises(StoreUnavailable):
+        await reencrypt_sealed_inputs(CrashingLog(store, pages=2), sealer2,
+                                      checkpoint=checkpoint, batch=20)
+    assert checkpoint.exists()
+    left = await count_sealed_by_key(store, sealer2, key1)
+    assert 0 < left < len(ids)
+    resumed = await reencrypt_sealed_inputs(store, sealer2, checkpoint=checkpoint, batch=20)
+    # The resumed run starts at the saved cursor: it neither rescans from the start nor
+    # misses what is left.
+    assert resumed.reencrypted == left
+    assert resumed.scanned < len(ids)
+    assert not checkpoint.exists()
+    assert await count_sealed_by_key(store, sealer2, key1) == 0
+    retired = InputSealer(retire_key(ring2, key1))
+    assert await opened_inputs(store, retired, ids) == [f"inputs of {r}".encode() for r in ids]

@@ -153,3 +153,33 @@ async def test_sqlite_purge_leaves_no_expired_bytes_in_the_files(tmp_path: Path)
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("t.db"))
     assert b"kept-marker" in raw
     assert not [m for m in markers if m.encode() in raw]
+
+
+async def test_sqlite_purge_leaves_no_expired_log_entry_or_sealed_input_in_the_files(
+        tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SqliteTraceStore(str(path), trace_ttl_s=3600, record_ttl_s=3600)
+    gone = [f"gone-log-{i:04d}" for i in range(200)]
+    inputs_only = [f"inputs-only-{i:04d}" for i in range(200)]
+
+    def logged(request_id: str, **ttl: int) -> StoredRecord:
+        return replace(record(request_id, **ttl),
+                       body=f'{{"body":"body-of-{request_id}"}}'.encode())
+
+    try:
+        await store.add_records([logged(r, ttl_s=1) for r in gone]
+                                + [logged(r, inputs_ttl_s=1) for r in inputs_only]
+                                + [logged("kept-log")])
+        await asyncio.sleep(1.2)
+        await store.purge_expired()
+        kept = await store.get_record(inputs_only[0])
+        assert kept is not None and kept.sealed_inputs == b""
+    finally:
+        await store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("t.db"))
+    assert b"sealed:kept-log" in raw and b"body-of-kept-log" in raw
+    # Expired log entries leave entirely; expired sealed inputs leave while the entry stays.
+    assert not [r for r in gone if f"body-of-{r}".encode() in raw or
+                f"sealed:{r}".encode() in raw]
+    assert not [r for r in inputs_only if f"sealed:{r}".encode() in raw]
+    assert all(f"body-of-{r}".encode() in raw for r in inputs_only)

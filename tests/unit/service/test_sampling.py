@@ -43,12 +43,14 @@ def envelope(request_id: str, *, score: float = 0.9, threshold: float = 0.5,
 
 
 def engine_for(tmp_path: Path, document: PolicyDocument | dict[str, Any],
-               clock: FakeClock | None = None) -> SamplingEngine:
+               clock: FakeClock | None = None, *,
+               registry: CollectorRegistry | None = None) -> SamplingEngine:
     store = PolicyStore(LocalArtifactStore(tmp_path / "artifacts"), max_counterfactuals=10)
     if isinstance(document, dict):
         document = validate_policy(document, max_counterfactuals=10)
     kwargs = {} if clock is None else {"clock": clock}
-    return SamplingEngine(store, document, SamplingMetrics(CollectorRegistry()), **kwargs)
+    metrics = SamplingMetrics(registry or CollectorRegistry())
+    return SamplingEngine(store, document, metrics, **kwargs)
 
 
 def decide(engine: SamplingEngine, env: Envelope) -> tuple[bool, str | None]:
@@ -117,11 +119,18 @@ print(json.dumps([list(decide(engine, envelope(c["request_id"], score=c["score"]
 
 
 def test_a_rule_failing_on_a_record_does_not_match_and_is_counted(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
     engine = engine_for(tmp_path, {"rules": [
         {"reason": "big", "when": "abs(features.amount) > `10`"},
-        {"reason": "rest"}]})
+        {"reason": "rest"}]}, registry=registry)
     assert decide(engine, envelope("a", amount=None)) == (True, "rest")
     assert decide(engine, envelope("b", amount=-50.0)) == (True, "big")
+    assert decide(engine, envelope("c", amount="many")) == (True, "rest")
+    # Two failures of rule 0 (null, then a string for abs()); the good record is no error.
+    assert registry.get_sample_value("whylens_policy_rule_errors_total",
+                                     {"model": "credit", "rule": "0"}) == 2
+    assert registry.get_sample_value("whylens_policy_rule_errors_total",
+                                     {"model": "credit", "rule": "1"}) is None
 
 
 def test_budget_defers_beyond_its_rate_and_exempt_reasons_pass(tmp_path: Path) -> None:
