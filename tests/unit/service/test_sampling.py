@@ -22,6 +22,8 @@ from service.validation import Envelope
 from storage.artifacts.local import LocalArtifactStore
 from storage.incidents.records import INCIDENT_CLOSED, INCIDENT_OPEN, StoredIncident
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 class FakeClock:
     """A monotonic clock the test moves by hand."""
@@ -112,8 +114,8 @@ print(json.dumps([list(decide(engine, envelope(c["request_id"], score=c["score"]
 """
     there = subprocess.run([sys.executable, "-c", code], input=json.dumps(cases),
                            capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": "."},
-                           cwd=".").stdout
+                           env={"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": str(ROOT)},
+                           cwd=ROOT).stdout
     assert json.loads(there) == here
     assert sum(sampled for sampled, _ in here) > 0
 
