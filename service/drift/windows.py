@@ -119,10 +119,15 @@ class DriftWindows:
             logger.error("updating drift windows failed for %d records: %s", len(items), exc)
 
     def forget(self, versions: set[tuple[str, str]]) -> None:
-        """Drop cached reads of versions this replica just wrote to (read your writes)."""
-        for cache in (self._reads, self._reports):
-            for key in [k for k in cache if k[1:3] in versions]:
-                del cache[key]
+        """Drop cached reads of versions this replica just wrote to (read your writes).
+
+        Trace drift blocks (`remember`) are kept for their `cache_s`: under steady ingest
+        every call writes, so dropping them would rebuild a whole report on every trace
+        read, and a block of an hour-long window is no worse for missing this replica's
+        last seconds than for missing other replicas' (docs/drift.md).
+        """
+        for key in [k for k in self._reads if k[1:3] in versions]:
+            del self._reads[key]
 
     async def _increments(self, items: Sequence[tuple[ReadyModel, Envelope]]
                           ) -> list[WindowIncrement]:
