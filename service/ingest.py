@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -20,17 +20,21 @@ from service.errors import (
     VersionUnknown,
 )
 from service.explain_queue import enqueue_explanations
-from service.incidents.linking import link_incident_mode_traces
+from service.explaining import explain_and_store, explain_traces, store_traces
 from service.model_loader import ReadyModel
 from service.retention import retention_for
 from service.runtime import Runtime
 from service.sampling.policy import SamplingDecision, decision_fields, sampling_label
 from service.sampling.trace_fields import trace_request_fields
 from service.spooling import spool_records
-from service.trace_builder import TraceRequest, build_traces, iso_ms
+from service.trace_builder import TraceRequest, iso_ms
 from service.validation import Envelope, check_features, parse_envelope
 from storage.errors import StoreUnavailable
 from storage.records import StoredRecord, StoredTrace
+
+# explain_and_store lives in service.explaining; it stays importable from here.
+__all__ = ["IngestResult", "RecordOutcome", "explain_and_store", "ingest", "now_ms",
+           "replay_envelope", "to_explain_requests"]
 
 logger = logging.getLogger(__name__)
 
@@ -177,22 +181,75 @@ async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
                              outcomes: list[RecordOutcome | None], received_ms: int,
                              force_explain: bool) -> dict[str, bytes]:
     stored = [_stored_record(runtime, item, received_ms) for item in accepted]
+    # Explain the records that will need it while they are logged: the kernel runs
+    # without the GIL, so the store round trips and drift counting overlap it. Only
+    # records found to be duplicates throw their early trace away.
+    early = _explain_early(runtime, accepted, received_ms, force_explain)
     try:
-        existing = await runtime.records.add_records(stored)
-    except StoreUnavailable:
-        runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
-        # Outage: keep the records in the local spool (replayed later) or answer 503.
-        if force_explain or not await spool_records(runtime, stored):
-            raise
-        for item in accepted:
-            outcomes[item.index] = RecordOutcome(
-                item.envelope.request_id, True, item.sampled, item.reason, spooled=True,
-                deferred=item.decision is not None and item.decision.deferred)
-        return {}
-    # Every new record (sampled or not) counts in the live drift windows; duplicates don't.
-    await runtime.drift.record([(item.ready, item.envelope)
-                                for item, earlier in zip(accepted, existing, strict=True)
-                                if earlier is None])
+        try:
+            existing = await runtime.records.add_records(stored)
+        except StoreUnavailable:
+            runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
+            # Outage: keep the records in the local spool (replayed later) or answer 503.
+            if force_explain or not await spool_records(runtime, stored):
+                raise
+            for item in accepted:
+                outcomes[item.index] = RecordOutcome(
+                    item.envelope.request_id, True, item.sampled, item.reason, spooled=True,
+                    deferred=item.decision is not None and item.decision.deferred)
+            return {}
+        # Every new record (sampled or not) counts in the live drift windows; duplicates
+        # don't.
+        await runtime.drift.record([(item.ready, item.envelope)
+                                    for item, earlier in zip(accepted, existing, strict=True)
+                                    if earlier is None])
+        to_explain = await _settle_outcomes(runtime, accepted, existing, outcomes,
+                                            force_explain)
+        if not to_explain:
+            return {}
+        new = {item.envelope.request_id for item, earlier
+               in zip(accepted, existing, strict=True) if earlier is None}
+        traces = [] if early is None else [t for t in await early if t.request_id in new]
+        early = None
+        explained = {t.request_id for t in traces}
+        rest = [item for item in to_explain if item.envelope.request_id not in explained]
+        if rest:
+            requests = to_explain_requests(rest, received_ms)
+            if force_explain or not await enqueue_explanations(runtime, requests):
+                traces += await explain_traces(runtime, requests, strict=force_explain)
+        return await store_traces(runtime, traces)
+    finally:
+        if early is not None:
+            await _abandon(early)
+
+
+def _explain_early(runtime: Runtime, accepted: list[_Accepted], received_ms: int,
+                   force_explain: bool) -> asyncio.Task[list[StoredTrace]] | None:
+    """Start explaining the records to be explained inline, unless jobs go to a queue."""
+    scale_out = runtime.scale_out
+    if not force_explain and scale_out is not None and scale_out.queue_mode:
+        return None
+    # A request ID repeated in the batch is logged (and so explained) by its first copy.
+    firsts = {item.envelope.request_id: item for item in reversed(accepted)}
+    wanted = [item for item in accepted if (item.sampled or force_explain)
+              and firsts[item.envelope.request_id] is item]
+    if not wanted:
+        return None
+    return asyncio.create_task(explain_traces(
+        runtime, to_explain_requests(wanted, received_ms), strict=force_explain))
+
+
+async def _abandon(task: asyncio.Task[list[StoredTrace]]) -> None:
+    # The thread cannot be stopped; wait for it so its failure is not left unretrieved.
+    with contextlib.suppress(ExplainerError):
+        await task
+
+
+async def _settle_outcomes(runtime: Runtime, accepted: list[_Accepted],
+                           existing: list[StoredRecord | None],
+                           outcomes: list[RecordOutcome | None],
+                           force_explain: bool) -> list[_Accepted]:
+    """Answer each logged record; return those to explain (new ones and healing retries)."""
     to_explain: list[_Accepted] = []
     for item, earlier in zip(accepted, existing, strict=True):
         rid = item.envelope.request_id
@@ -211,12 +268,7 @@ async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
             replay = await replay_envelope(runtime, earlier)
             to_explain.append(_Accepted(item.index, replay, item.ready, earlier.sampled,
                                         earlier.reason, item.policy))
-    if not to_explain:
-        return {}
-    requests = to_explain_requests(to_explain, received_ms)
-    if not force_explain and await enqueue_explanations(runtime, requests):
-        return {}
-    return await explain_and_store(runtime, requests, strict=force_explain)
+    return to_explain
 
 
 def to_explain_requests(items: list[_Accepted],
@@ -227,48 +279,6 @@ def to_explain_requests(items: list[_Accepted],
                                   received_ms, **trace_request_fields(item.decision)))
         for item in items
     ]
-
-
-async def explain_and_store(runtime: Runtime, requests: list[tuple[ReadyModel, TraceRequest]],
-                            *, strict: bool) -> dict[str, bytes]:
-    """Explain grouped by model version (one batch call each) and store the traces.
-
-    With `strict`, an explainer failure propagates (an explicit explain call); otherwise
-    it is logged and counted, and the record stays logged for a later on-demand explain.
-    """
-    groups: dict[tuple[str, str], list[TraceRequest]] = defaultdict(list)
-    models: dict[tuple[str, str], ReadyModel] = {}
-    for ready, request in requests:
-        key = (ready.manifest.name, ready.manifest.version)
-        groups[key].append(request)
-        models[key] = ready
-    traces: list[StoredTrace] = []
-    for key, group in groups.items():
-        ready = models[key]
-        started = time.perf_counter()
-        try:
-            built = await asyncio.to_thread(build_traces, ready, group, runtime.trace_options)
-        except ExplainerError:
-            runtime.metrics.explain_failures.labels(key[0]).inc(len(group))
-            if strict:
-                raise
-            logger.exception("explaining %d records of %s failed", len(group), ready.label)
-            continue
-        method = ready.explainer.method
-        runtime.metrics.explain_seconds.labels(method).observe(time.perf_counter() - started)
-        runtime.metrics.explanations.labels(method).inc(len(group))
-        traces_s = retention_for(runtime.settings.retention, ready.manifest).traces_s
-        traces.extend(replace(trace, ttl_s=traces_s) for trace in built)
-    if traces:
-        try:
-            await runtime.traces.put_traces(traces)
-        except StoreUnavailable:
-            runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
-            raise
-        # Linked traces are held past retention and listed on their incidents.
-        await link_incident_mode_traces(runtime, {t.request_id: t.incidents for t in traces
-                                                  if t.incidents})
-    return {t.request_id: t.body for t in traces}
 
 
 async def replay_envelope(runtime: Runtime, record: StoredRecord) -> Envelope:

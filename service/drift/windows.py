@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -95,6 +96,8 @@ class DriftWindows:
             OrderedDict()
         self._reports: OrderedDict[tuple[object, ...], tuple[float, dict[str, Any]]] = \
             OrderedDict()
+        self._pending: dict[tuple[WindowKey, BucketRef], WindowIncrement] = {}
+        self._writer: asyncio.Task[None] | None = None
 
     def layout(self, ready: ReadyModel) -> WindowLayout:
         """The counter layout of a loaded version."""
@@ -108,15 +111,61 @@ class DriftWindows:
         """Count new records; a store failure is logged and counted, never raised.
 
         The record is already logged when this runs: losing its window counts only
-        blurs a drift picture, failing the ingest call would lose the record.
+        blurs a drift picture, failing the ingest call would lose the record. The counts
+        are written by a background writer (`add`), so the caller does not wait for the
+        store.
         """
         try:
             increments = await self._increments(items)
-            await self.store.add_window_counts(increments)
-            self.forget({(i.key.model, i.key.version) for i in increments})
         except StoreUnavailable as exc:
             self.metrics.window_errors.inc()
             logger.error("updating drift windows failed for %d records: %s", len(items), exc)
+            return
+        self.add(increments)
+
+    def add(self, increments: Sequence[WindowIncrement]) -> None:
+        """Queue increments for the background writer; reads wait for it (read your writes).
+
+        Increments that arrive while a write is in flight are merged into the next one,
+        so under steady ingest the store sees one write per bucket per round trip instead
+        of one per call. Counters merge exactly: counts and sums add, maxima keep the max.
+        """
+        if not increments:
+            return
+        for inc in increments:
+            merged = self._pending.get((inc.key, inc.bucket))
+            if merged is None:
+                self._pending[(inc.key, inc.bucket)] = WindowIncrement(
+                    inc.key, inc.bucket, dict(inc.counts), dict(inc.sums), dict(inc.maxima))
+                continue
+            for name, count in inc.counts.items():
+                merged.counts[name] = merged.counts.get(name, 0) + count
+            for name, value in inc.sums.items():
+                merged.sums[name] = merged.sums.get(name, 0.0) + value
+            for name, moment in inc.maxima.items():
+                merged.maxima[name] = max(merged.maxima.get(name, moment), moment)
+        self.forget({(i.key.model, i.key.version) for i in increments})
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(),
+                                               name="whylens-drift-writer")
+
+    async def flush(self) -> None:
+        """Wait until every queued increment is written (or its failure logged)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch = list(self._pending.values())
+            self._pending = {}
+            try:
+                await self.store.add_window_counts(batch)
+            except StoreUnavailable as exc:
+                self.metrics.window_errors.inc()
+                logger.error("updating drift windows failed for %d buckets: %s",
+                             len(batch), exc)
+            # Drop reads cached while the write was in flight: they missed these counts.
+            self.forget({(i.key.model, i.key.version) for i in batch})
 
     def forget(self, versions: set[tuple[str, str]]) -> None:
         """Drop cached reads of versions this replica just wrote to (read your writes).
@@ -192,6 +241,7 @@ class DriftWindows:
         hit = self._reads.get(cache_key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        await self.flush()
         counts = await self.store.read_window_counts(key, buckets)
         if self.settings.cache_s > 0:
             self._reads[cache_key] = (now + self.settings.cache_s, counts)
@@ -215,7 +265,8 @@ class DriftWindows:
         return report
 
     async def close(self) -> None:
-        """Release the store."""
+        """Write the queued counts, then release the store."""
+        await self.flush()
         await self.store.close()
 
 
