@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 OTHER_SEGMENT = "other"
 _SEGMENT_CACHE_S = 600.0
 _READ_CACHE_ENTRIES = 512
+# Records waiting for the drift writer beyond which new ones are not counted (logged).
+_QUEUED_RECORDS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +99,9 @@ class DriftWindows:
             OrderedDict()
         self._reports: OrderedDict[tuple[object, ...], tuple[float, dict[str, Any]]] = \
             OrderedDict()
-        self._pending: dict[tuple[WindowKey, BucketRef], WindowIncrement] = {}
+        self._queued: list[tuple[ReadyModel, Envelope]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._flush_now = asyncio.Event()
 
     def layout(self, ready: ReadyModel) -> WindowLayout:
         """The counter layout of a loaded version."""
@@ -108,64 +112,49 @@ class DriftWindows:
         return layout
 
     async def record(self, items: Sequence[tuple[ReadyModel, Envelope]]) -> None:
-        """Count new records; a store failure is logged and counted, never raised.
+        """Queue new records for counting; the caller never waits for the drift store.
 
         The record is already logged when this runs: losing its window counts only
-        blurs a drift picture, failing the ingest call would lose the record. The counts
-        are written by a background writer (`add`), so the caller does not wait for the
-        store.
+        blurs a drift picture, failing the ingest call would lose the record. A
+        background writer counts what was queued within `write_delay_s` as one batch
+        (one tally, one store write per bucket); window reads first wait for it, so a
+        replica reads its own writes.
         """
-        try:
-            increments = await self._increments(items)
-        except StoreUnavailable as exc:
+        if not items:
+            return
+        if len(self._queued) + len(items) > _QUEUED_RECORDS:
+            # The store has not kept up for a long while: bound memory, say so.
             self.metrics.window_errors.inc()
-            logger.error("updating drift windows failed for %d records: %s", len(items), exc)
+            logger.error("drift writer is behind: %d records not counted", len(items))
             return
-        self.add(increments)
-
-    def add(self, increments: Sequence[WindowIncrement]) -> None:
-        """Queue increments for the background writer; reads wait for it (read your writes).
-
-        Increments that arrive while a write is in flight are merged into the next one,
-        so under steady ingest the store sees one write per bucket per round trip instead
-        of one per call. Counters merge exactly: counts and sums add, maxima keep the max.
-        """
-        if not increments:
-            return
-        for inc in increments:
-            merged = self._pending.get((inc.key, inc.bucket))
-            if merged is None:
-                self._pending[(inc.key, inc.bucket)] = WindowIncrement(
-                    inc.key, inc.bucket, dict(inc.counts), dict(inc.sums), dict(inc.maxima))
-                continue
-            for name, count in inc.counts.items():
-                merged.counts[name] = merged.counts.get(name, 0) + count
-            for name, value in inc.sums.items():
-                merged.sums[name] = merged.sums.get(name, 0.0) + value
-            for name, moment in inc.maxima.items():
-                merged.maxima[name] = max(merged.maxima.get(name, moment), moment)
-        self.forget({(i.key.model, i.key.version) for i in increments})
+        self._queued.extend(items)
+        self.forget({(ready.manifest.name, ready.manifest.version) for ready, _ in items})
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending(),
+            self._writer = asyncio.create_task(self._write_queued(),
                                                name="whylens-drift-writer")
 
     async def flush(self) -> None:
-        """Wait until every queued increment is written (or its failure logged)."""
+        """Count and write everything queued now (failures are logged and counted)."""
         while self._writer is not None and not self._writer.done():
+            self._flush_now.set()
             await asyncio.shield(self._writer)
 
-    async def _write_pending(self) -> None:
-        while self._pending:
-            batch = list(self._pending.values())
-            self._pending = {}
+    async def _write_queued(self) -> None:
+        if self.settings.write_delay_s > 0 and not self._flush_now.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.settings.write_delay_s)
+        while self._queued:
+            items, self._queued = self._queued, []
+            versions = {(ready.manifest.name, ready.manifest.version) for ready, _ in items}
             try:
-                await self.store.add_window_counts(batch)
+                await self.store.add_window_counts(await self._increments(items))
             except StoreUnavailable as exc:
                 self.metrics.window_errors.inc()
-                logger.error("updating drift windows failed for %d buckets: %s",
-                             len(batch), exc)
+                logger.error("updating drift windows failed for %d records: %s",
+                             len(items), exc)
             # Drop reads cached while the write was in flight: they missed these counts.
-            self.forget({(i.key.model, i.key.version) for i in batch})
+            self.forget(versions)
+        self._flush_now.clear()
 
     def forget(self, versions: set[tuple[str, str]]) -> None:
         """Drop cached reads of versions this replica just wrote to (read your writes).
