@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from service.errors import (
 from service.explain_queue import enqueue_explanations
 from service.explaining import explain_and_store, explain_traces, store_traces
 from service.model_loader import ReadyModel
-from service.retention import retention_for
+from service.retention import Retention, retention_for
 from service.runtime import Runtime
 from service.sampling.policy import SamplingDecision, decision_fields, sampling_label
 from service.sampling.trace_fields import trace_request_fields
@@ -107,17 +108,18 @@ async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
     received = now_ms()
     outcomes: list[RecordOutcome | None] = [None] * len(raws)
     accepted: list[_Accepted] = []
+    # Models resolved once per call: a batch names the same one or two hundreds of times.
+    models: dict[tuple[str, str | None], ReadyModel] = {}
     for index, raw in enumerate(raws):
         path = f"records[{index}]" if batch else ""
         result = await _validate(runtime, raw, path=path, received_ms=received,
-                                 traceparent=traceparent, batch=batch)
+                                 traceparent=traceparent, batch=batch, models=models)
         if isinstance(result, list):
             rid = raw.get("request_id") if isinstance(raw, dict) else None
             outcomes[index] = RecordOutcome(rid if isinstance(rid, str) else None, False,
                                             errors=result)
             continue
         envelope, ready = result
-        await runtime.policy.ensure_loaded(ready.manifest.name)
         decision = runtime.policy.decide(envelope, ready.manifest.name, ready.manifest.version)
         accepted.append(_Accepted(index, envelope, ready, decision.sampled, decision.reason,
                                   decision.policy, decision))
@@ -134,53 +136,71 @@ async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
 
 
 async def _validate(runtime: Runtime, raw: object, *, path: str, received_ms: int,
-                    traceparent: str | None,
-                    batch: bool) -> tuple[Envelope, ReadyModel] | list[FieldError]:
+                    traceparent: str | None, batch: bool,
+                    models: dict[tuple[str, str | None], ReadyModel]
+                    ) -> tuple[Envelope, ReadyModel] | list[FieldError]:
     limits = runtime.settings.limits
     envelope = parse_envelope(raw, path=path, received_ms=received_ms,
                               max_string=limits.string_chars, traceparent=traceparent)
     if isinstance(envelope, list):
         return envelope
-    try:
-        ready = await runtime.loader.get(envelope.model, envelope.version)
-    except (ModelUnknown, VersionUnknown) as exc:
-        if not batch:
-            raise
-        where = "model" if isinstance(exc, ModelUnknown) else "version"
-        return [FieldError(f"{path}.{where}", str(exc))]
+    ready = models.get((envelope.model, envelope.version))
+    if ready is None:
+        try:
+            ready = await runtime.loader.get(envelope.model, envelope.version)
+        except (ModelUnknown, VersionUnknown) as exc:
+            if not batch:
+                raise
+            where = "model" if isinstance(exc, ModelUnknown) else "version"
+            return [FieldError(f"{path}.{where}", str(exc))]
+        await runtime.policy.ensure_loaded(ready.manifest.name)
+        models[(envelope.model, envelope.version)] = ready
     errors = check_features(envelope.features, ready.rules, path=path, model_label=ready.label,
                             max_string=limits.string_chars)
     return errors or (envelope, ready)
 
 
-def _stored_record(runtime: Runtime, item: _Accepted, received_ms: int) -> StoredRecord:
-    envelope = item.envelope
-    body = {
-        "request_id": envelope.request_id, "model": item.ready.manifest.name,
-        "version": item.ready.manifest.version, "requested_version": envelope.version,
-        "timestamp": iso_ms(envelope.event_ms), "received_at": iso_ms(received_ms),
-        "prediction": envelope.prediction, "action": envelope.action,
-        "context": envelope.context, "sampled": item.sampled, "reason": item.reason,
-        "policy": item.policy,
-    }
-    if item.decision is not None:
-        body.update(decision_fields(item.decision))
-    sealed = runtime.sealer.seal(orjson.dumps(envelope.features),
-                                 request_id=envelope.request_id)
-    retention = retention_for(runtime.settings.retention, item.ready.manifest)
-    return StoredRecord(
-        request_id=envelope.request_id, model=item.ready.manifest.name,
-        version=item.ready.manifest.version, event_ms=envelope.event_ms,
-        received_ms=received_ms, sampled=item.sampled, reason=item.reason,
-        body=orjson.dumps(body), sealed_inputs=sealed,
-        ttl_s=retention.records_s, inputs_ttl_s=retention.inputs_s,
-    )
+def _stored_records(runtime: Runtime, accepted: list[_Accepted],
+                    received_ms: int) -> list[StoredRecord]:
+    received_at = iso_ms(received_ms)
+    # Per call, not per record: one model's retention and a batch's few event times.
+    retentions: dict[tuple[str, str], Retention] = {}
+    times: dict[int, str] = {received_ms: received_at}
+    stored = []
+    for item in accepted:
+        envelope, manifest = item.envelope, item.ready.manifest
+        timestamp = times.get(envelope.event_ms)
+        if timestamp is None:
+            timestamp = times[envelope.event_ms] = iso_ms(envelope.event_ms)
+        body = {
+            "request_id": envelope.request_id, "model": manifest.name,
+            "version": manifest.version, "requested_version": envelope.version,
+            "timestamp": timestamp, "received_at": received_at,
+            "prediction": envelope.prediction, "action": envelope.action,
+            "context": envelope.context, "sampled": item.sampled, "reason": item.reason,
+            "policy": item.policy,
+        }
+        if item.decision is not None:
+            body.update(decision_fields(item.decision))
+        sealed = runtime.sealer.seal(orjson.dumps(envelope.features),
+                                     request_id=envelope.request_id)
+        retention = retentions.get((manifest.name, manifest.version))
+        if retention is None:
+            retention = retentions[(manifest.name, manifest.version)] = retention_for(
+                runtime.settings.retention, manifest)
+        stored.append(StoredRecord(
+            request_id=envelope.request_id, model=manifest.name, version=manifest.version,
+            event_ms=envelope.event_ms, received_ms=received_ms, sampled=item.sampled,
+            reason=item.reason, body=orjson.dumps(body), sealed_inputs=sealed,
+            ttl_s=retention.records_s, inputs_ttl_s=retention.inputs_s,
+        ))
+    return stored
 
 
 async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
                              outcomes: list[RecordOutcome | None], received_ms: int,
                              force_explain: bool) -> dict[str, bytes]:
-    stored = [_stored_record(runtime, item, received_ms) for item in accepted]
+    stored = _stored_records(runtime, accepted, received_ms)
     # Explain the records that will need it while they are logged: the kernel runs
     # without the GIL, so the store round trips and drift counting overlap it. Only
     # records found to be duplicates throw their early trace away.
@@ -299,11 +319,14 @@ async def replay_envelope(runtime: Runtime, record: StoredRecord) -> Envelope:
 def _count(runtime: Runtime, accepted: list[_Accepted],
            outcomes: list[RecordOutcome | None]) -> None:
     metrics = runtime.metrics
-    for item in accepted:
-        model = item.ready.manifest.name
-        metrics.sampling.labels(model, sampling_label(item.sampled, item.reason,
-                                                      item.decision)).inc()
-        metrics.records.labels(model, "accepted").inc()
+    # Counted per label set, not per record: a labels() lookup costs more than inc().
+    decisions: Counter[tuple[str, str]] = Counter(
+        (item.ready.manifest.name, sampling_label(item.sampled, item.reason, item.decision))
+        for item in accepted)
+    for (model, label), count in decisions.items():
+        metrics.sampling.labels(model, label).inc(count)
+    for model, count in Counter(item.ready.manifest.name for item in accepted).items():
+        metrics.records.labels(model, "accepted").inc(count)
     rejected = sum(1 for o in outcomes if o is not None and not o.accepted)
     if rejected:
         metrics.records.labels("_", "rejected").inc(rejected)

@@ -271,7 +271,7 @@ class RedisTraceStore:
                 ttl_s = record.ttl_s or self._record_ttl_s
                 keys += (self._keys.record(model, record.request_id),
                          self._keys.sealed(model, record.request_id))
-                args += (pack_record(replace(record, sealed_inputs=b"")), ttl_s,
+                args += (pack_record(record, with_sealed=False), ttl_s,
                          record.sealed_inputs, min(record.inputs_ttl_s or ttl_s, ttl_s))
             await self._add_records(keys=keys, args=args, client=pipe)
         # Listing entries go last: the replies above keep their positions.
