@@ -113,7 +113,7 @@ class RedisDriftWindowStore:
 
     async def add_window_counts(self, increments: Sequence[WindowIncrement]) -> None:
         """Apply every increment: one script call per bucket, in one pipeline."""
-        calls = []
+        calls: list[tuple[str, list[int | bytes]]] = []
         for inc in increments:
             packed = orjson.dumps([
                 {name: str(value) for name, value in inc.counts.items()},
