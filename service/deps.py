@@ -13,8 +13,12 @@ from service.errors import BodyMalformed, BodyTooLarge
 from service.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
-    """Return the runtime built by the lifespan."""
+async def get_runtime(request: Request) -> Runtime:
+    """Return the runtime built by the lifespan.
+
+    Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, one
+    thread hop per use on every request.
+    """
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,17 +22,21 @@ from service.errors import (
     VersionUnknown,
 )
 from service.explain_queue import enqueue_explanations
-from service.incidents.linking import link_incident_mode_traces
+from service.explaining import explain_and_store, explain_traces, store_traces
 from service.model_loader import ReadyModel
-from service.retention import retention_for
+from service.retention import Retention, retention_for
 from service.runtime import Runtime
 from service.sampling.policy import SamplingDecision, decision_fields, sampling_label
 from service.sampling.trace_fields import logged_trace_fields, trace_request_fields
 from service.spooling import spool_records
-from service.trace_builder import TraceRequest, build_traces, iso_ms
+from service.trace_builder import TraceRequest, iso_ms
 from service.validation import Envelope, check_features, parse_envelope
 from storage.errors import StoreUnavailable
 from storage.records import StoredRecord, StoredTrace
+
+# explain_and_store lives in service.explaining; it stays importable from here.
+__all__ = ["IngestResult", "RecordOutcome", "explain_and_store", "ingest", "now_ms",
+           "replay_envelope", "to_explain_requests"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,18 +111,18 @@ async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
     received = now_ms()
     outcomes: list[RecordOutcome | None] = [None] * len(raws)
     valid: list[tuple[int, Envelope, ReadyModel]] = []
+    # Models resolved once per call: a batch names the same one or two hundreds of times.
+    models: dict[tuple[str, str | None], ReadyModel] = {}
     for index, raw in enumerate(raws):
         path = f"records[{index}]" if batch else ""
         result = await _validate(runtime, raw, path=path, received_ms=received,
-                                 traceparent=traceparent, batch=batch)
+                                 traceparent=traceparent, batch=batch, models=models)
         if isinstance(result, list):
             rid = raw.get("request_id") if isinstance(raw, dict) else None
             outcomes[index] = RecordOutcome(rid if isinstance(rid, str) else None, False,
                                             errors=result)
             continue
-        envelope, ready = result
-        await runtime.policy.ensure_loaded(ready.manifest.name)
-        valid.append((index, envelope, ready))
+        valid.append((index, *result))
     # One budget round trip per model and call (the budget may be shared by replicas).
     decisions = await runtime.policy.decide_all(
         [(envelope, ready.manifest.name, ready.manifest.version)
@@ -138,69 +143,140 @@ async def ingest(runtime: Runtime, raws: Sequence[object], *, batch: bool,
 
 
 async def _validate(runtime: Runtime, raw: object, *, path: str, received_ms: int,
-                    traceparent: str | None,
-                    batch: bool) -> tuple[Envelope, ReadyModel] | list[FieldError]:
+                    traceparent: str | None, batch: bool,
+                    models: dict[tuple[str, str | None], ReadyModel]
+                    ) -> tuple[Envelope, ReadyModel] | list[FieldError]:
     limits = runtime.settings.limits
     envelope = parse_envelope(raw, path=path, received_ms=received_ms,
                               max_string=limits.string_chars, traceparent=traceparent)
     if isinstance(envelope, list):
         return envelope
-    try:
-        ready = await runtime.loader.get(envelope.model, envelope.version)
-    except (ModelUnknown, VersionUnknown) as exc:
-        if not batch:
-            raise
-        where = "model" if isinstance(exc, ModelUnknown) else "version"
-        return [FieldError(f"{path}.{where}", str(exc))]
+    ready = models.get((envelope.model, envelope.version))
+    if ready is None:
+        try:
+            ready = await runtime.loader.get(envelope.model, envelope.version)
+        except (ModelUnknown, VersionUnknown) as exc:
+            if not batch:
+                raise
+            where = "model" if isinstance(exc, ModelUnknown) else "version"
+            return [FieldError(f"{path}.{where}", str(exc))]
+        await runtime.policy.ensure_loaded(ready.manifest.name)
+        models[(envelope.model, envelope.version)] = ready
     errors = check_features(envelope.features, ready.rules, path=path, model_label=ready.label,
                             max_string=limits.string_chars)
     return errors or (envelope, ready)
 
 
-def _stored_record(runtime: Runtime, item: _Accepted, received_ms: int) -> StoredRecord:
-    envelope = item.envelope
-    body = {
-        "request_id": envelope.request_id, "model": item.ready.manifest.name,
-        "version": item.ready.manifest.version, "requested_version": envelope.version,
-        "timestamp": iso_ms(envelope.event_ms), "received_at": iso_ms(received_ms),
-        "prediction": envelope.prediction, "action": envelope.action,
-        "context": envelope.context, "sampled": item.sampled, "reason": item.reason,
-        "policy": item.policy,
-    }
-    if item.decision is not None:
-        body.update(decision_fields(item.decision))
-    sealed = runtime.sealer.seal(orjson.dumps(envelope.features),
-                                 request_id=envelope.request_id)
-    retention = retention_for(runtime.settings.retention, item.ready.manifest)
-    return StoredRecord(
-        request_id=envelope.request_id, model=item.ready.manifest.name,
-        version=item.ready.manifest.version, event_ms=envelope.event_ms,
-        received_ms=received_ms, sampled=item.sampled, reason=item.reason,
-        body=orjson.dumps(body), sealed_inputs=sealed,
-        ttl_s=retention.records_s, inputs_ttl_s=retention.inputs_s,
-    )
+def _stored_records(runtime: Runtime, accepted: list[_Accepted],
+                    received_ms: int) -> list[StoredRecord]:
+    received_at = iso_ms(received_ms)
+    # Per call, not per record: one model's retention and a batch's few event times.
+    retentions: dict[tuple[str, str], Retention] = {}
+    times: dict[int, str] = {received_ms: received_at}
+    stored = []
+    for item in accepted:
+        envelope, manifest = item.envelope, item.ready.manifest
+        timestamp = times.get(envelope.event_ms)
+        if timestamp is None:
+            timestamp = times[envelope.event_ms] = iso_ms(envelope.event_ms)
+        body = {
+            "request_id": envelope.request_id, "model": manifest.name,
+            "version": manifest.version, "requested_version": envelope.version,
+            "timestamp": timestamp, "received_at": received_at,
+            "prediction": envelope.prediction, "action": envelope.action,
+            "context": envelope.context, "sampled": item.sampled, "reason": item.reason,
+            "policy": item.policy,
+        }
+        if item.decision is not None:
+            body.update(decision_fields(item.decision))
+        sealed = runtime.sealer.seal(orjson.dumps(envelope.features),
+                                     request_id=envelope.request_id)
+        retention = retentions.get((manifest.name, manifest.version))
+        if retention is None:
+            retention = retentions[(manifest.name, manifest.version)] = retention_for(
+                runtime.settings.retention, manifest)
+        stored.append(StoredRecord(
+            request_id=envelope.request_id, model=manifest.name, version=manifest.version,
+            event_ms=envelope.event_ms, received_ms=received_ms, sampled=item.sampled,
+            reason=item.reason, body=orjson.dumps(body), sealed_inputs=sealed,
+            ttl_s=retention.records_s, inputs_ttl_s=retention.inputs_s,
+        ))
+    return stored
 
 
 async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
                              outcomes: list[RecordOutcome | None], received_ms: int,
                              force_explain: bool) -> dict[str, bytes]:
-    stored = [_stored_record(runtime, item, received_ms) for item in accepted]
+    stored = _stored_records(runtime, accepted, received_ms)
+    # Explain the records that will need it while they are logged: the kernel runs
+    # without the GIL, so the store round trips and drift counting overlap it. Only
+    # records found to be duplicates throw their early trace away.
+    early = _explain_early(runtime, accepted, received_ms, force_explain)
     try:
-        existing = await runtime.records.add_records(stored)
-    except StoreUnavailable:
-        runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
-        # Outage: keep the records in the local spool (replayed later) or answer 503.
-        if force_explain or not await spool_records(runtime, stored):
-            raise
-        for item in accepted:
-            outcomes[item.index] = RecordOutcome(
-                item.envelope.request_id, True, item.sampled, item.reason, spooled=True,
-                deferred=item.decision is not None and item.decision.deferred)
-        return {}
-    # Every new record (sampled or not) counts in the live drift windows; duplicates don't.
-    await runtime.drift.record([(item.ready, item.envelope)
-                                for item, earlier in zip(accepted, existing, strict=True)
-                                if earlier is None])
+        try:
+            existing = await runtime.records.add_records(stored)
+        except StoreUnavailable:
+            runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
+            # Outage: keep the records in the local spool (replayed later) or answer 503.
+            if force_explain or not await spool_records(runtime, stored):
+                raise
+            for item in accepted:
+                outcomes[item.index] = RecordOutcome(
+                    item.envelope.request_id, True, item.sampled, item.reason, spooled=True,
+                    deferred=item.decision is not None and item.decision.deferred)
+            return {}
+        # Every new record (sampled or not) counts in the live drift windows; duplicates
+        # don't.
+        await runtime.drift.record([(item.ready, item.envelope)
+                                    for item, earlier in zip(accepted, existing, strict=True)
+                                    if earlier is None])
+        to_explain = await _settle_outcomes(runtime, accepted, existing, outcomes,
+                                            force_explain)
+        if not to_explain:
+            return {}
+        new = {item.envelope.request_id for item, earlier
+               in zip(accepted, existing, strict=True) if earlier is None}
+        traces = [] if early is None else [t for t in await early if t.request_id in new]
+        early = None
+        explained = {t.request_id for t in traces}
+        rest = [item for item in to_explain if item.envelope.request_id not in explained]
+        if rest:
+            requests = to_explain_requests(rest, received_ms)
+            if force_explain or not await enqueue_explanations(runtime, requests):
+                traces += await explain_traces(runtime, requests, strict=force_explain)
+        return await store_traces(runtime, traces)
+    finally:
+        if early is not None:
+            await _abandon(early)
+
+
+def _explain_early(runtime: Runtime, accepted: list[_Accepted], received_ms: int,
+                   force_explain: bool) -> asyncio.Task[list[StoredTrace]] | None:
+    """Start explaining the records to be explained inline, unless jobs go to a queue."""
+    scale_out = runtime.scale_out
+    if not force_explain and scale_out is not None and scale_out.queue_mode:
+        return None
+    # A request ID repeated in the batch is logged (and so explained) by its first copy.
+    firsts = {item.envelope.request_id: item for item in reversed(accepted)}
+    wanted = [item for item in accepted if (item.sampled or force_explain)
+              and firsts[item.envelope.request_id] is item]
+    if not wanted:
+        return None
+    return asyncio.create_task(explain_traces(
+        runtime, to_explain_requests(wanted, received_ms), strict=force_explain))
+
+
+async def _abandon(task: asyncio.Task[list[StoredTrace]]) -> None:
+    # The thread cannot be stopped; wait for it so its failure is not left unretrieved.
+    with contextlib.suppress(ExplainerError):
+        await task
+
+
+async def _settle_outcomes(runtime: Runtime, accepted: list[_Accepted],
+                           existing: list[StoredRecord | None],
+                           outcomes: list[RecordOutcome | None],
+                           force_explain: bool) -> list[_Accepted]:
+    """Answer each logged record; return those to explain (new ones and healing retries)."""
     to_explain: list[_Accepted] = []
     for item, earlier in zip(accepted, existing, strict=True):
         rid = item.envelope.request_id
@@ -220,12 +296,7 @@ async def _store_and_explain(runtime: Runtime, accepted: list[_Accepted],
             to_explain.append(_Accepted(item.index, replay, item.ready, earlier.sampled,
                                         earlier.reason, item.policy,
                                         logged=orjson.loads(earlier.body)))
-    if not to_explain:
-        return {}
-    requests = to_explain_requests(to_explain, received_ms)
-    if not force_explain and await enqueue_explanations(runtime, requests):
-        return {}
-    return await explain_and_store(runtime, requests, strict=force_explain)
+    return to_explain
 
 
 def to_explain_requests(items: list[_Accepted],
@@ -238,48 +309,6 @@ def to_explain_requests(items: list[_Accepted],
                                      else logged_trace_fields(item.logged))))
         for item in items
     ]
-
-
-async def explain_and_store(runtime: Runtime, requests: list[tuple[ReadyModel, TraceRequest]],
-                            *, strict: bool) -> dict[str, bytes]:
-    """Explain grouped by model version (one batch call each) and store the traces.
-
-    With `strict`, an explainer failure propagates (an explicit explain call); otherwise
-    it is logged and counted, and the record stays logged for a later on-demand explain.
-    """
-    groups: dict[tuple[str, str], list[TraceRequest]] = defaultdict(list)
-    models: dict[tuple[str, str], ReadyModel] = {}
-    for ready, request in requests:
-        key = (ready.manifest.name, ready.manifest.version)
-        groups[key].append(request)
-        models[key] = ready
-    traces: list[StoredTrace] = []
-    for key, group in groups.items():
-        ready = models[key]
-        started = time.perf_counter()
-        try:
-            built = await asyncio.to_thread(build_traces, ready, group, runtime.trace_options)
-        except ExplainerError:
-            runtime.metrics.explain_failures.labels(key[0]).inc(len(group))
-            if strict:
-                raise
-            logger.exception("explaining %d records of %s failed", len(group), ready.label)
-            continue
-        method = ready.explainer.method
-        runtime.metrics.explain_seconds.labels(method).observe(time.perf_counter() - started)
-        runtime.metrics.explanations.labels(method).inc(len(group))
-        traces_s = retention_for(runtime.settings.retention, ready.manifest).traces_s
-        traces.extend(replace(trace, ttl_s=traces_s) for trace in built)
-    if traces:
-        try:
-            await runtime.traces.put_traces(traces)
-        except StoreUnavailable:
-            runtime.metrics.store_errors.labels(runtime.traces.backend).inc()
-            raise
-        # Linked traces are held past retention and listed on their incidents.
-        await link_incident_mode_traces(runtime, {t.request_id: t.incidents for t in traces
-                                                  if t.incidents})
-    return {t.request_id: t.body for t in traces}
 
 
 async def replay_envelope(runtime: Runtime, record: StoredRecord) -> Envelope:
@@ -300,11 +329,14 @@ async def replay_envelope(runtime: Runtime, record: StoredRecord) -> Envelope:
 def _count(runtime: Runtime, accepted: list[_Accepted],
            outcomes: list[RecordOutcome | None]) -> None:
     metrics = runtime.metrics
-    for item in accepted:
-        model = item.ready.manifest.name
-        metrics.sampling.labels(model, sampling_label(item.sampled, item.reason,
-                                                      item.decision)).inc()
-        metrics.records.labels(model, "accepted").inc()
+    # Counted per label set, not per record: a labels() lookup costs more than inc().
+    decisions: Counter[tuple[str, str]] = Counter(
+        (item.ready.manifest.name, sampling_label(item.sampled, item.reason, item.decision))
+        for item in accepted)
+    for (model, label), count in decisions.items():
+        metrics.sampling.labels(model, label).inc(count)
+    for model, count in Counter(item.ready.manifest.name for item in accepted).items():
+        metrics.records.labels(model, "accepted").inc(count)
     rejected = sum(1 for o in outcomes if o is not None and not o.accepted)
     if rejected:
         metrics.records.labels("_", "rejected").inc(rejected)

@@ -102,6 +102,9 @@ class DriftSettings(BaseModel):
     """Distinct values tracked per model and dimension; later ones are pooled as `other`."""
     cache_s: float = Field(default=5.0, ge=0)
     """How long a window read is reused (trace reads stay cheap)."""
+    write_delay_s: float = Field(default=0.1, ge=0, le=10)
+    """How long new records wait to be counted together (one store write per bucket);
+    a window read counts them at once."""
     gauge_refresh_s: float = Field(default=60.0, gt=0)
     """How often the drift gauges of /metrics are recomputed."""
     gauge_window_s: int = Field(default=3600, gt=0)

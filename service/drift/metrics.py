@@ -30,8 +30,9 @@ class DriftMetrics:
                              "window", version, registry=registry)
         self.refreshed = Gauge("whylens_drift_refresh_timestamp_seconds", "When the drift "
                                "gauges were last recomputed", registry=registry)
-        self.window_errors = Counter("whylens_drift_window_errors_total", "Ingest batches "
-                                     "whose drift window update failed", registry=registry)
+        self.window_errors = Counter("whylens_drift_window_errors_total", "Drift window "
+                                     "writes (batches of ingested records) that failed",
+                                     registry=registry)
         self.context_errors = Counter("whylens_drift_context_errors_total", "Trace reads "
                                       "served without drift context", registry=registry)
 

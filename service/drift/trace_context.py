@@ -60,7 +60,12 @@ async def drift_block(runtime: Runtime, document: dict[str, Any]) -> dict[str, A
     span = trailing_span(event_ms + 1, settings.trace_window_s, settings.bucket_s)
 
     async def compute() -> dict[str, Any]:
-        return await window_report(runtime, ready, span, ALL_RECORDS, TRAINING)
+        # Cached already trimmed to the block's fields: every trace read reuses them.
+        report = await window_report(runtime, ready, span, ALL_RECORDS, TRAINING)
+        return {"window": report["window"],
+                "features": {name: {k: v for k, v in entry.items() if k in _KEPT}
+                             for name, entry in report["features"].items()},
+                "prediction": {k: v for k, v in report["prediction"].items() if k in _KEPT}}
 
     report = await runtime.drift.remember(
         ("trace", ready.manifest.name, ready.manifest.version, ready.manifest_sha256, span),
@@ -71,11 +76,11 @@ async def drift_block(runtime: Runtime, document: dict[str, Any]) -> dict[str, A
     values = document.get("features") or {}
     features = {}
     for name in order:
-        entry = {k: v for k, v in report["features"][name].items() if k in _KEPT}
+        entry = dict(report["features"][name])
         entry.update(_position(ready, name, values.get(name)))
         features[name] = entry
     top = [t.get("feature") for t in explanation.get("top") or [] if isinstance(t, dict)]
-    prediction = {k: v for k, v in report["prediction"].items() if k in _KEPT}
+    prediction = dict(report["prediction"])
     score = ((document.get("prediction") or {}).get("recomputed") or {}).get("score")
     prediction["baseline_percentile"] = _score_percentile(ready, score)
     return {

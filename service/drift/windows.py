@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 OTHER_SEGMENT = "other"
 _SEGMENT_CACHE_S = 600.0
 _READ_CACHE_ENTRIES = 512
+# Records waiting for the drift writer beyond which new ones are not counted (logged).
+_QUEUED_RECORDS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,9 @@ class DriftWindows:
             OrderedDict()
         self._reports: OrderedDict[tuple[object, ...], tuple[float, dict[str, Any]]] = \
             OrderedDict()
+        self._queued: list[tuple[ReadyModel, Envelope]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._flush_now = asyncio.Event()
 
     def layout(self, ready: ReadyModel) -> WindowLayout:
         """The counter layout of a loaded version."""
@@ -105,24 +112,60 @@ class DriftWindows:
         return layout
 
     async def record(self, items: Sequence[tuple[ReadyModel, Envelope]]) -> None:
-        """Count new records; a store failure is logged and counted, never raised.
+        """Queue new records for counting; the caller never waits for the drift store.
 
         The record is already logged when this runs: losing its window counts only
-        blurs a drift picture, failing the ingest call would lose the record.
+        blurs a drift picture, failing the ingest call would lose the record. A
+        background writer counts what was queued within `write_delay_s` as one batch
+        (one tally, one store write per bucket); window reads first wait for it, so a
+        replica reads its own writes.
         """
-        try:
-            increments = await self._increments(items)
-            await self.store.add_window_counts(increments)
-            self.forget({(i.key.model, i.key.version) for i in increments})
-        except StoreUnavailable as exc:
+        if not items:
+            return
+        if len(self._queued) + len(items) > _QUEUED_RECORDS:
+            # The store has not kept up for a long while: bound memory, say so.
             self.metrics.window_errors.inc()
-            logger.error("updating drift windows failed for %d records: %s", len(items), exc)
+            logger.error("drift writer is behind: %d records not counted", len(items))
+            return
+        self._queued.extend(items)
+        self.forget({(ready.manifest.name, ready.manifest.version) for ready, _ in items})
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(),
+                                               name="whylens-drift-writer")
+
+    async def flush(self) -> None:
+        """Count and write everything queued now (failures are logged and counted)."""
+        while self._writer is not None and not self._writer.done():
+            self._flush_now.set()
+            await asyncio.shield(self._writer)
+
+    async def _write_queued(self) -> None:
+        if self.settings.write_delay_s > 0 and not self._flush_now.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.settings.write_delay_s)
+        while self._queued:
+            items, self._queued = self._queued, []
+            versions = {(ready.manifest.name, ready.manifest.version) for ready, _ in items}
+            try:
+                await self.store.add_window_counts(await self._increments(items))
+            except StoreUnavailable as exc:
+                self.metrics.window_errors.inc()
+                logger.error("updating drift windows failed for %d records: %s",
+                             len(items), exc)
+            # Drop reads cached while the write was in flight: they missed these counts.
+            self.forget(versions)
+        self._flush_now.clear()
 
     def forget(self, versions: set[tuple[str, str]]) -> None:
-        """Drop cached reads of versions this replica just wrote to (read your writes)."""
-        for cache in (self._reads, self._reports):
-            for key in [k for k in cache if k[1:3] in versions]:
-                del cache[key]
+        """Drop cached reads of versions this replica just wrote to (read your writes).
+
+        Trace drift blocks (`remember`) are kept for their `cache_s`: under steady ingest
+        every call writes, so dropping them would rebuild a whole report on every trace
+        read, and a block of an hour-long window is no worse for missing this replica's
+        last seconds than for missing other replicas' (docs/drift.md).
+        """
+        for key in [k for k in self._reads if k[1:3] in versions]:
+            del self._reads[key]
 
     async def _increments(self, items: Sequence[tuple[ReadyModel, Envelope]]
                           ) -> list[WindowIncrement]:
@@ -187,6 +230,7 @@ class DriftWindows:
         hit = self._reads.get(cache_key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        await self.flush()
         counts = await self.store.read_window_counts(key, buckets)
         if self.settings.cache_s > 0:
             self._reads[cache_key] = (now + self.settings.cache_s, counts)
@@ -210,7 +254,8 @@ class DriftWindows:
         return report
 
     async def close(self) -> None:
-        """Release the store."""
+        """Write the queued counts, then release the store."""
+        await self.flush()
         await self.store.close()
 
 

@@ -53,12 +53,13 @@ def unpack_trace(value: bytes) -> StoredTrace:
     )
 
 
-def pack_record(record: StoredRecord) -> bytes:
-    """Return the stored value of a record."""
+def pack_record(record: StoredRecord, *, with_sealed: bool = True) -> bytes:
+    """Return the stored value of a record (`with_sealed=False`: sealed inputs left out)."""
     flags = (_HAS_REASON if record.reason is not None else 0) | (
         _SAMPLED if record.sampled else 0)
     fields = [record.request_id.encode(), record.model.encode(), record.version.encode(),
-              (record.reason or "").encode(), record.body, record.sealed_inputs]
+              (record.reason or "").encode(), record.body,
+              record.sealed_inputs if with_sealed else b""]
     return _pack(_RECORD, record.event_ms, record.received_ms, flags, fields)
 
 

@@ -57,16 +57,25 @@ BACKEND = "redis"
 FILTERED_CHUNK = 100
 MAX_CHUNK = 1000
 
-# Logs a record and, only when it is new, its sealed inputs under their own TTL; returns
-# nil for a new record, else the earlier record and its sealed inputs. Both keys carry
-# the model's hash tag, so the script is valid on a cluster.
-ADD_RECORD = """
-local old = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
-if old then
-  return {old, redis.call('GET', KEYS[2]) or false}
+# Logs one model's records and, only for new ones, their sealed inputs under their own
+# TTL. KEYS are (record, sealed) pairs, ARGV (value, ttl, sealed, inputs ttl) per record.
+# Returns a flat list (position, earlier record, its sealed inputs) for records logged
+# before, so the common all-new batch answers with an empty list. Every key carries the
+# model's hash tag, so one call is valid on a cluster.
+ADD_RECORDS = """
+local found = {}
+for i = 1, #KEYS / 2 do
+  local a = (i - 1) * 4
+  local old = redis.call('SET', KEYS[2 * i - 1], ARGV[a + 1], 'NX', 'GET', 'EX', ARGV[a + 2])
+  if old then
+    found[#found + 1] = i
+    found[#found + 1] = old
+    found[#found + 1] = redis.call('GET', KEYS[2 * i]) or ''
+  else
+    redis.call('SET', KEYS[2 * i], ARGV[a + 3], 'EX', ARGV[a + 4])
+  end
 end
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-return false
+return found
 """
 
 # Compare-and-set of sealed inputs, keeping the key's TTL (re-encryption).
@@ -110,7 +119,7 @@ class RedisTraceStore:
         self._keys = RedisKeys(key_prefix)
         # Registering computes the script's SHA only; EVALSHA loads it on first NOSCRIPT.
         self._resume = client.register_script(RESUME_AFTER_MEMBER)
-        self._add_record = client.register_script(ADD_RECORD)
+        self._add_records = client.register_script(ADD_RECORDS)
         self._replace_sealed = client.register_script(REPLACE_SEALED)
         self._trace_ttl_s = trace_ttl_s
         self._record_ttl_s = record_ttl_s
@@ -238,38 +247,54 @@ class RedisTraceStore:
     async def add_records(self, records: Sequence[StoredRecord]) -> list[StoredRecord | None]:
         """Insert records whose request ID is new; return None per insert, else the kept one.
 
-        One round trip: per record, `SET NX GET` on the lookup (who owns the request ID)
-        and on the record key (was it logged already). A second round trip only serves
-        request IDs seen before.
+        One round trip: per record a `SET NX GET` on the lookup (who owns the request ID),
+        and per model one script call logging its records (`ADD_RECORDS`). A second round
+        trip only serves request IDs seen before.
         """
         if not records:
             return []
         pipe = self._client.pipeline(transaction=False)
-        for record in records:
-            ttl_s = record.ttl_s or self._record_ttl_s
-            inputs_ttl_s = min(record.inputs_ttl_s or ttl_s, ttl_s)
-            pipe.set(self._keys.lookup(record.request_id), record.model, nx=True, get=True,
-                     ex=max(self._lookup_ttl_s, ttl_s))
-            await self._add_record(
-                keys=[self._keys.record(record.model, record.request_id),
-                      self._keys.sealed(record.model, record.request_id)],
-                args=[pack_record(replace(record, sealed_inputs=b"")), ttl_s,
-                      record.sealed_inputs, inputs_ttl_s], client=pipe)
+        by_model: defaultdict[str, list[int]] = defaultdict(list)
+        for index, record in enumerate(records):
+            # execute_command: the per-call keyword handling of pipe.set() cost more than
+            # the write itself at batch sizes.
+            pipe.execute_command("SET", self._keys.lookup(record.request_id), record.model,
+                                 "NX", "GET", "EX",
+                                 max(self._lookup_ttl_s, record.ttl_s or self._record_ttl_s),
+                                 get=True)
+            by_model[record.model].append(index)
+        for model, indexes in by_model.items():
+            keys: list[str] = []
+            args: list[bytes | int] = []
+            for index in indexes:
+                record = records[index]
+                ttl_s = record.ttl_s or self._record_ttl_s
+                keys += (self._keys.record(model, record.request_id),
+                         self._keys.sealed(model, record.request_id))
+                args += (pack_record(record, with_sealed=False), ttl_s,
+                         record.sealed_inputs, min(record.inputs_ttl_s or ttl_s, ttl_s))
+            await self._add_records(keys=keys, args=args, client=pipe)
         # Listing entries go last: the replies above keep their positions.
         queue_record_index(pipe, self._keys, records,
                            trim_below_ms=_now_ms() - self._index_horizon_ms,
                            ttl_s=max(self._record_ttl_s, *(r.ttl_s or 0 for r in records)))
         with _redis_errors():
             replies = await pipe.execute()
+        earlier: dict[int, tuple[bytes, bytes]] = {}
+        for indexes, found in zip(by_model.values(),
+                                           replies[len(records): len(records) + len(by_model)],
+                                           strict=True):
+            for at in range(0, len(found), 3):
+                earlier[indexes[int(found[at]) - 1]] = (found[at + 1], found[at + 2])
         answers: list[StoredRecord | None] = []
         seen_before: list[tuple[int, str]] = []
         for index, record in enumerate(records):
-            owner, earlier = replies[2 * index], replies[2 * index + 1]
+            owner, kept = replies[index], earlier.get(index)
             key = self._keys.record(record.model, record.request_id)
-            answers.append(None if earlier is None
-                           else self._with_sealed(self._decode_record(earlier[0], key),
-                                                  earlier[1]))
-            if earlier is None and owner is not None:
+            answers.append(None if kept is None
+                           else self._with_sealed(self._decode_record(kept[0], key),
+                                                  kept[1] or None))
+            if kept is None and owner is not None:
                 seen_before.append((index, owner.decode()))
         if seen_before:
             await self._settle_seen_before(records, answers, seen_before)

@@ -23,13 +23,16 @@ name can neither end the hash tag early nor make two index names collide.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from storage.records import StoredTrace, TraceQuery
 
 
+@functools.lru_cache(maxsize=4096)
 def _part(name: str) -> str:
+    # Models, versions and reasons are few and every key of a batch names them again.
     return quote(name, safe="")
 
 

@@ -277,6 +277,8 @@ async def test_drift_counters_hold_nothing_that_gives_a_masked_value_back(
     position = {f["name"]: str(i) for i, f in enumerate(manifest["features"])}
     psi_bins = {name: len(manifest["baseline"]["features"][name]["edges"]) - 1
                 for name in ("income", "savings_balance")}
+    # A window read makes the background drift writer count what is queued.
+    assert (await shifted_client.get("/v1/models/credit/drift")).status_code == 200
     connection = sqlite3.connect(tmp_path / "traces.db")
     try:
         rows = connection.execute("SELECT counters FROM drift_buckets").fetchall()
@@ -347,3 +349,31 @@ async def test_windows_and_labels_aggregate_in_redis(
     labelled = (await redis_app.get("/v1/models/credit/drift")).json()["labels"]
     assert labelled["count"] == LIVE_ROWS
     assert labelled["positive_rate"] == pytest.approx(truth.mean())
+
+
+async def test_counts_queued_for_the_drift_writer_are_read_at_once_and_kept_at_shutdown(
+        published_settings: Settings, shifted_frame: pd.DataFrame,
+        credit_booster: tuple[lgb.Booster, Path], tmp_path: Path) -> None:
+    # A delay far longer than the test: only a read (or shutdown) can make them count.
+    settings = published_settings.model_copy(update={
+        "traces": f"sqlite:///{tmp_path / 'traces.db'}",
+        "drift": DriftSettings(write_delay_s=10)})
+    records = _records(shifted_frame.iloc[:40], credit_booster[0], "queued",
+                       now_s=time.time())
+    for phase in ("read", "shutdown"):
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
+                batch = records[:20] if phase == "read" else records[20:]
+                await _ingest(http, [{**r, "version": "1"} for r in batch])
+                if phase == "read":
+                    body = (await http.get("/v1/models/credit/drift",
+                                           params={"version": "1"})).json()
+                    assert body["count"] == 20
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
+            body = (await http.get("/v1/models/credit/drift", params={"version": "1"})).json()
+    assert body["count"] == 40

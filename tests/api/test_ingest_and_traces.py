@@ -101,6 +101,25 @@ async def test_resending_a_request_id_is_idempotent(
     assert trace["features"]["age"] == first["features"]["age"]
 
 
+async def test_a_request_id_repeated_in_one_batch_is_explained_from_its_first_copy(
+    client: httpx.AsyncClient, credit_frame: pd.DataFrame,
+    credit_booster: tuple[lgb.Booster, Path],
+) -> None:
+    # Sampled records are explained while they are logged; the repeat must not win.
+    ages = credit_frame["age"].to_numpy()
+    i, j = next((a, b) for a in range(50) for b in range(a + 1, 50) if ages[a] != ages[b])
+    first = record_from(credit_frame, i, "twice-1", context={"cohort": "canary"})
+    again = record_from(credit_frame, j, "twice-1", context={"cohort": "canary"})
+    answer = (await client.post("/v1/predictions", json={"records": [first, again]})).json()
+    assert [r.get("duplicate", False) for r in answer["records"]] == [False, True]
+    trace = (await client.get("/v1/traces/twice-1")).json()
+    assert trace["features"]["age"] == first["features"]["age"]
+    names = list(credit_frame.drop(columns=[LABEL]).columns)
+    ours = np.array([trace["explanation"]["attributions"][n] for n in names])
+    np.testing.assert_allclose(ours, _peer_contrib(credit_booster[0], credit_frame, i)[:-1],
+                               atol=1e-9)
+
+
 async def test_batch_judges_each_record_and_names_fields(
     client: httpx.AsyncClient, credit_frame: pd.DataFrame,
 ) -> None:

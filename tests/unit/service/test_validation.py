@@ -4,9 +4,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.errors import FieldError
-from service.validation import Envelope, FeatureRule, check_features, parse_envelope
+from service.validation import (
+    Envelope,
+    FeatureRule,
+    check_features,
+    feature_errors,
+    parse_envelope,
+)
 
 RULES = (FeatureRule("age", False, False), FeatureRule("income", False, True),
          FeatureRule("zip_code", True, True))
@@ -82,3 +90,20 @@ def test_feature_errors_name_the_feature(features: dict[str, Any], field: str,
 def test_nullable_features_accept_null_and_valid_rows_pass() -> None:
     features = {"age": 30, "income": None, "zip_code": None}
     assert check_features(features, RULES, path="", model_label="m", max_string=32) == []
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+_FEATURES = st.dictionaries(
+    st.sampled_from(["age", "income", "zip_code", "extra"]), _VALUES, max_size=4)
+
+
+@given(_FEATURES)
+def test_fast_path_answers_exactly_as_the_detailed_checks(features: dict[str, Any]) -> None:
+    fast = check_features(features, RULES, path="records[0]", model_label="credit@1",
+                          max_string=32)
+    detailed = feature_errors(features, RULES, path="records[0]", model_label="credit@1",
+                              max_string=32)
+    assert fast == detailed
