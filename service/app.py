@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +39,7 @@ from service.scale_out import open_scale_out
 from service.scale_out_tasks import scale_out_tasks
 from service.security import install_security
 from service.settings import Settings
+from service.task_control import stop_tasks
 from service.trace_builder import TraceOptions
 from service.ui.routes import router as ui_router
 from storage.artifact_factory import open_artifact_store
@@ -178,7 +178,8 @@ def create_app(settings: Settings) -> FastAPI:
         purger = None
         if isinstance(runtime.traces, ExpiringStore):
             purger = asyncio.create_task(
-                _purge_periodically(runtime.traces, settings.retention.purge_interval_s))
+                _purge_periodically(runtime.traces, settings.retention.purge_interval_s),
+                name="whylens-trace-purge")
         drift_tasks = start_drift_tasks(runtime)
         incident_tasks = await start_incident_tasks(runtime)
         try:
@@ -188,9 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
             await stop_drift_tasks(drift_tasks)
             await stop_incident_tasks(runtime, incident_tasks)
             if purger is not None:
-                purger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await purger
+                await stop_tasks([purger])
             await runtime.traces.close()
             await runtime.drift.close()
             await runtime.audit.close()

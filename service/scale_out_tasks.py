@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from service.errors import ServiceError
 from service.runtime import Runtime
 from service.spool_replay import replay_spool
+from service.task_control import stop_tasks
 from storage.errors import StorageError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -58,21 +59,17 @@ async def scale_out_tasks(runtime: Runtime, *, explain_stream: bool) -> AsyncIte
     if scale_out.spool is not None:
         tasks.append(asyncio.create_task(_every(
             settings.spool.replay_interval_s, lambda: replay_spool(runtime), "spool replay",
-            runtime)))
+            runtime), name="whylens-spool-replay"))
     watch_jobs = explain_stream and scale_out.jobs is not None
     if watch_jobs or scale_out.archive_feed is not None:
         tasks.append(asyncio.create_task(_every(
             settings.queue.stats_interval_s,
             lambda: refresh_stream_gauges(runtime, explain_stream=watch_jobs),
-            "reading stream statistics", runtime)))
+            "reading stream statistics", runtime), name="whylens-stream-gauges"))
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         if scale_out.feed is not None and scale_out.feed.unsent:
             with contextlib.suppress(StoreUnavailable):
                 await scale_out.feed.flush_unsent()

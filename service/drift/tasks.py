@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from service.drift.gauges import refresh_periodically
 from service.runtime import Runtime
+from service.task_control import stop_tasks
 from storage.errors import StorageError
 from storage.protocols import ExpiringStore
 
@@ -37,8 +37,4 @@ def start_drift_tasks(runtime: Runtime) -> list[asyncio.Task[None]]:
 
 async def stop_drift_tasks(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel the tasks and wait for them to end."""
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(tasks)

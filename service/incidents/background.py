@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ from service.errors import ServiceError
 from service.incidents.export import export_targets
 from service.incidents.outbox import OutboxWorker
 from service.runtime import Runtime
+from service.task_control import stop_tasks
 from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -49,17 +49,14 @@ async def start_incident_tasks(runtime: Runtime) -> IncidentTasks:
     client = httpx.AsyncClient(timeout=runtime.settings.outbox.timeout_s)
     worker = OutboxWorker(runtime, export_targets(runtime.settings, client))
     running = IncidentTasks(client)
-    running.tasks.append(asyncio.create_task(_refresh_forever(runtime)))
-    running.tasks.append(asyncio.create_task(worker.run()))
+    running.tasks.append(asyncio.create_task(_refresh_forever(runtime),
+                                              name="whylens-policy-refresh"))
+    running.tasks.append(asyncio.create_task(worker.run(), name="whylens-outbox"))
     return running
 
 
 async def stop_incident_tasks(runtime: Runtime, running: IncidentTasks) -> None:
     """Cancel the tasks, close the HTTP client and the incident store."""
-    for task in running.tasks:
-        task.cancel()
-    for task in running.tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(running.tasks)
     await running.client.aclose()
     await runtime.incidents.store.close()

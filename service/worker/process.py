@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +61,11 @@ async def run_worker(settings: Settings, request: WorkerRequest) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        # `kill -USR1` prints every thread's stack to stderr: how a worker that does not
-        # stop is diagnosed without killing it.
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # `kill -USR1` prints every thread's stack (faulthandler, works even when the loop
+        # is blocked) and then every asyncio task's: how a worker that does not stop is
+        # diagnosed without killing it.
+        loop.add_signal_handler(signal.SIGUSR1, _print_tasks)
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
         await preload(runtime)
         server = None
         if request.metrics_port is not None:
@@ -80,6 +83,13 @@ async def run_worker(settings: Settings, request: WorkerRequest) -> int:
     finally:
         await close_runtime(runtime)
     return 0
+
+
+def _print_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- asyncio task {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _loops(runtime: Runtime, request: WorkerRequest,
