@@ -1,7 +1,8 @@
-"""POST /v1/explain over HTTP: bad input, multiclass and regression models, rollback switch.
+"""POST /v1/explain over HTTP: bad input, multiclass and regression models, a skops forest,
+the rollback switch.
 
 Attributions are compared with LightGBM's own `pred_contrib` on the pandas rows the
-models were trained on (categorical columns included).
+models were trained on (categorical columns included), and with `shap.TreeExplainer`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+import shap
+import skops.io
+from sklearn.ensemble import RandomForestClassifier
 
 from service.app import create_app
 from service.demo.credit_data import FEATURES_YAML
@@ -199,3 +203,52 @@ async def test_reference_kernel_setting_rolls_back_to_pred_contrib_with_equal_an
         assert trace["explanation"]["method"] == "tree_shap"
         np.testing.assert_allclose(_attributions(trace, names), contrib[:-1], rtol=0,
                                    atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+async def forest(credit_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[Settings, RandomForestClassifier, pd.DataFrame]:
+    """A scikit-learn forest saved with skops and published from CSV, trained without
+    missing values (so its features do not accept null)."""
+    root = tmp_path_factory.mktemp("forest")
+    numeric = credit_frame.drop(columns=[LABEL]).select_dtypes("number").dropna(axis=1)
+    model = RandomForestClassifier(n_estimators=12, max_depth=6, random_state=0)
+    model.fit(numeric, credit_frame[LABEL])
+    model_path = root / "forest.skops"
+    skops.io.dump(model, model_path)
+    train = root / "train.csv"
+    numeric.assign(defaulted=credit_frame[LABEL]).to_csv(train, index=False)
+    settings = Settings(data_dir=root / "data", auth="off",
+                        sampling=SamplingSettings(rate=0.0, always_cohorts=["canary"]))
+    await publish_from_files(settings, PublishRequest(
+        name="forest", version="1", model_path=model_path, train_path=train, label=LABEL))
+    await promote(settings, "forest", "1", "production")
+    return settings, model, numeric
+
+
+async def test_skops_forest_is_explained_equal_to_shap_and_refuses_null_per_field(
+        forest: tuple[Settings, RandomForestClassifier, pd.DataFrame], tmp_path: Path) -> None:
+    settings, model, numeric = forest
+    settings = settings.model_copy(update={"traces": f"sqlite:///{tmp_path / 't.db'}"})
+    names = list(numeric.columns)
+    reference = shap.TreeExplainer(model)
+    async with _serve(settings) as http:
+        for i in (0, 7):
+            features = {n: numeric.iloc[i][n].item() for n in names}
+            record = {"request_id": f"forest-{i}", "model": "forest", "features": features,
+                      "prediction": {"score": 0.5}, "context": {"cohort": "canary"}}
+            answer = await http.post("/v1/predictions", json=record)
+            assert answer.json()["sampled"] is True
+            trace = (await http.get(f"/v1/traces/forest-{i}")).json()
+            assert trace["model"]["flavor"] == "sklearn"
+            assert trace["explanation"]["method"] == "tree_shap"
+            expected = np.asarray(reference.shap_values(numeric.iloc[[i]]))[0, :, 1]
+            np.testing.assert_allclose(_attributions(trace, names), expected, rtol=0,
+                                       atol=1e-9)
+        features = {n: numeric.iloc[3][n].item() for n in names}
+        features[names[0]] = None
+        refused = await http.post("/v1/predictions", json={
+            "request_id": "forest-null", "model": "forest", "features": features,
+            "prediction": {"score": 0.5}})
+        body = _problem(refused, 422)
+        assert [e["field"] for e in body["errors"]] == [f"features.{names[0]}"]
