@@ -31,8 +31,9 @@ PROBLEM = "application/problem+json"
 
 
 @asynccontextmanager
-async def _serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
+async def _serve(settings: Settings, traces: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on `settings` with its own SQLite trace store at `traces`."""
+    app = create_app(settings.model_copy(update={"traces": f"sqlite:///{traces}"}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://whylens") as http:
@@ -131,9 +132,8 @@ async def test_multiclass_explains_the_predicted_class_equal_to_pred_contrib(
     booster = boosters["tiers"]
     X = credit_frame.drop(columns=[LABEL])
     names = list(X.columns)
-    settings = settings.model_copy(update={"traces": f"sqlite:///{tmp_path / 't.db'}"})
     seen_classes = set()
-    async with _serve(settings) as http:
+    async with _serve(settings, tmp_path / "t.db") as http:
         for i in range(12):
             record = record_from(credit_frame, i, f"tier-{i}", model="tiers",
                                  prediction={"label": 0})
@@ -165,8 +165,7 @@ async def test_regression_is_explained_in_value_space_equal_to_pred_contrib(
     booster = boosters["amount"]
     X = credit_frame.drop(columns=[LABEL])
     names = list(X.columns)
-    settings = settings.model_copy(update={"traces": f"sqlite:///{tmp_path / 't.db'}"})
-    async with _serve(settings) as http:
+    async with _serve(settings, tmp_path / "t.db") as http:
         for i in (2, 9):
             record = record_from(credit_frame, i, f"amount-{i}", model="amount",
                                  prediction={"score": 100.0})
@@ -189,9 +188,8 @@ async def test_reference_kernel_setting_rolls_back_to_pred_contrib_with_equal_an
     traces: dict[str, dict[str, Any]] = {}
     for kernel in ("linear", "reference"):
         settings = published_settings.model_copy(update={
-            "traces": f"sqlite:///{tmp_path / f'{kernel}.db'}",
             "explain": ExplainSettings(tree_kernel=kernel)})
-        async with _serve(settings) as http:
+        async with _serve(settings, tmp_path / f"{kernel}.db") as http:
             version = (await http.get("/v1/models/credit/versions/1")).json()
             expected = "linear_treeshap" if kernel == "linear" else "lightgbm_pred_contrib"
             assert version["explainer"]["kernel"] == expected
@@ -229,10 +227,9 @@ async def forest(credit_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFa
 async def test_skops_forest_is_explained_equal_to_shap_and_refuses_null_per_field(
         forest: tuple[Settings, RandomForestClassifier, pd.DataFrame], tmp_path: Path) -> None:
     settings, model, numeric = forest
-    settings = settings.model_copy(update={"traces": f"sqlite:///{tmp_path / 't.db'}"})
     names = list(numeric.columns)
     reference = shap.TreeExplainer(model)
-    async with _serve(settings) as http:
+    async with _serve(settings, tmp_path / "t.db") as http:
         for i in (0, 7):
             features = {n: numeric.iloc[i][n].item() for n in names}
             record = {"request_id": f"forest-{i}", "model": "forest", "features": features,
