@@ -121,17 +121,15 @@ async def other_tasks(credit_frame: pd.DataFrame, tmp_path_factory: pytest.TempP
     return settings, boosters
 
 
-def _attributions(trace: dict[str, Any], names: list[str]) -> np.ndarray:
+def _attributions(trace: dict[str, Any], names: list[str] | pd.Index) -> np.ndarray:
     return np.array([trace["explanation"]["attributions"][n] for n in names])
 
 
 async def test_multiclass_explains_the_predicted_class_equal_to_pred_contrib(
         other_tasks: tuple[Settings, dict[str, lgb.Booster]], credit_frame: pd.DataFrame,
         tmp_path: Path) -> None:
-    settings, boosters = other_tasks
-    booster = boosters["tiers"]
+    settings, booster = other_tasks[0], other_tasks[1]["tiers"]
     X = credit_frame.drop(columns=[LABEL])
-    names = list(X.columns)
     seen_classes = set()
     async with _serve(settings, tmp_path / "t.db") as http:
         for i in range(12):
@@ -148,8 +146,8 @@ async def test_multiclass_explains_the_predicted_class_equal_to_pred_contrib(
             assert trace["model"]["task"] == "multiclass"
             assert explanation["explained_class"] == predicted
             assert trace["prediction"]["recomputed"]["label"] == predicted
-            contrib = booster.predict(row, pred_contrib=True)[0].reshape(3, len(names) + 1)
-            np.testing.assert_allclose(_attributions(trace, names), contrib[predicted, :-1],
+            contrib = booster.predict(row, pred_contrib=True)[0].reshape(3, X.shape[1] + 1)
+            np.testing.assert_allclose(_attributions(trace, X.columns), contrib[predicted, :-1],
                                        rtol=0, atol=1e-9)
             assert abs(explanation["base_value"] - contrib[predicted, -1]) <= 1e-9
             raw = booster.predict(row, raw_score=True)[0][predicted]
@@ -161,10 +159,8 @@ async def test_multiclass_explains_the_predicted_class_equal_to_pred_contrib(
 async def test_regression_is_explained_in_value_space_equal_to_pred_contrib(
         other_tasks: tuple[Settings, dict[str, lgb.Booster]], credit_frame: pd.DataFrame,
         tmp_path: Path) -> None:
-    settings, boosters = other_tasks
-    booster = boosters["amount"]
+    settings, booster = other_tasks[0], other_tasks[1]["amount"]
     X = credit_frame.drop(columns=[LABEL])
-    names = list(X.columns)
     async with _serve(settings, tmp_path / "t.db") as http:
         for i in (2, 9):
             record = record_from(credit_frame, i, f"amount-{i}", model="amount",
@@ -174,7 +170,7 @@ async def test_regression_is_explained_in_value_space_equal_to_pred_contrib(
             contrib = booster.predict(row, pred_contrib=True)[0]
             assert trace["explanation"]["output_space"] == "value"
             assert "explained_class" not in trace["explanation"]
-            np.testing.assert_allclose(_attributions(trace, names), contrib[:-1],
+            np.testing.assert_allclose(_attributions(trace, X.columns), contrib[:-1],
                                        rtol=0, atol=1e-9)
             assert trace["prediction"]["recomputed"]["score"] == pytest.approx(
                 float(booster.predict(row)[0]), abs=1e-9)
