@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -89,7 +90,13 @@ def test_demo_trains_publishes_serves_and_prints_trace_urls(tmp_path: Path) -> N
     assert f"curl -s http://127.0.0.1:{port}/v1/traces/demo-" in done.stdout
     for page in ("/ui/ ", "/ui/models/credit", "/ui/traces/demo-", "/ui/incidents/<id>"):
         assert f"http://127.0.0.1:{port}{page}" in done.stdout, page
-    assert (tmp_path / ".whylens" / "artifacts" / "models" / "credit" / "aliases.json").exists()
+    models = tmp_path / ".whylens" / "artifacts" / "models" / "credit"
+    aliases = json.loads((models / "aliases.json").read_text(encoding="utf-8"))["aliases"]
+    assert aliases == {"production": "1", "canary": "2"}
+    manifest = json.loads((models / "1" / "manifest.json").read_text(encoding="utf-8"))
+    masks = {f["name"]: f["mask"] for f in manifest["features"]}
+    assert (manifest["flavor"], manifest["task"]) == ("lightgbm", "binary")
+    assert len(masks) >= 15 and masks["zip_code"] == "hash" and masks["income"] == "bucket"
 
 
 async def test_auth_off_is_explicit_and_announced_loudly_at_start(
