@@ -185,3 +185,19 @@ async def test_queue_gauges_reach_the_api_metrics(
     text = (await http.get("/metrics")).text
     assert 'whylens_queue_lag{stream="explain"} 7.0' in text
     assert "whylens_jobs_enqueued_total 7.0" in text
+
+
+async def test_jobs_of_one_model_version_are_explained_in_one_batch_call(
+        env: tuple[Settings, httpx.AsyncClient, Runtime], credit: CreditModel) -> None:
+    _, http, worker_runtime = env
+    ids = [f"b-{i}" for i in range(12)]
+    await http.post("/v1/predictions", json={"records": [
+        record_from(credit.frame, i, rid) for i, rid in enumerate(ids)]})
+    await _work_until(worker_runtime, _backlog_empty(worker_runtime))
+    traces = [(await http.get(f"/v1/traces/{rid}")).json() for rid in ids]
+    assert {t["model"]["version"] for t in traces} == {"1"}
+    method = traces[0]["explanation"]["method"]
+    registry = worker_runtime.metrics.registry
+    # The batch size (16) holds all 12 jobs: one read, one explainer call for all of them.
+    assert registry.get_sample_value("whylens_explanations_total", {"method": method}) == 12
+    assert registry.get_sample_value("whylens_explain_seconds_count", {"method": method}) == 1
