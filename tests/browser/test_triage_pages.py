@@ -324,7 +324,8 @@ def test_trace_page_flags_a_skewed_score_and_shows_both_outputs(
 
 def test_incident_page_shows_counts_shift_drift_canary_and_export_as_the_api(
         live_service: LiveService, browser: BrowserThread, screenshots: Path) -> None:
-    summary = _api(live_service, f"/v1/incidents/{live_service.incident_id}")["summary"]
+    document = _api(live_service, f"/v1/incidents/{live_service.incident_id}")
+    summary = document["summary"]
     shift = summary["attribution"]
     assert shift, "the incident's traces were not summarized"
 
@@ -361,13 +362,23 @@ def test_incident_page_shows_counts_shift_drift_canary_and_export_as_the_api(
         assert table and set(table) <= set(features)
         for name, text in table.items():
             assert float(text) == pytest.approx(features[name]["mean_abs"], rel=1e-3)
-    for version in summary.get("drift") or {}:
-        assert f"Version {version}:" in shown["drift"]
+    drift = summary.get("drift") or {}
+    assert drift, "no drift in the incident window"
+    for version, block in drift.items():
+        if block.get("status") == "unavailable":
+            assert f"Version {version}: unavailable" in shown["drift"]
+        else:
+            assert f"Version {version}: {block.get('count', 0)} records" in shown["drift"]
     if summary.get("canary_comparison"):
         assert "compared" in shown["canary"]
     else:
         assert "No canary comparison" in shown["canary"]
-    assert shown["export"].strip()
+    exports = document.get("exports") or []
+    if exports:
+        for export in exports:
+            assert export["state"] in shown["export"]
+    else:
+        assert shown["export"].strip() == "Not exported."
 
 
 def test_model_page_shows_each_versions_identity_and_reasons_as_the_api(
