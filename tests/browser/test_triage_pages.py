@@ -346,6 +346,9 @@ def test_incident_page_shows_counts_shift_drift_canary_and_export_as_the_api(
                 "shift": tables,
                 "drift": await page.locator("section[aria-labelledby='idrift-h']").inner_text(),
                 "canary": await page.locator("section[aria-labelledby='canary-h']").inner_text(),
+                "canary_rows": {await row.locator("th").inner_text():
+                                await row.locator("td").first.inner_text()
+                                for row in await page.locator("#canary-table tbody tr").all()},
                 "export": await page.locator("#exports").inner_text()}
 
     shown = browser.check(check)
@@ -369,10 +372,14 @@ def test_incident_page_shows_counts_shift_drift_canary_and_export_as_the_api(
             assert f"Version {version}: unavailable" in shown["drift"]
         else:
             assert f"Version {version}: {block.get('count', 0)} records" in shown["drift"]
-    if summary.get("canary_comparison"):
-        assert "compared" in shown["canary"]
-    else:
-        assert "No canary comparison" in shown["canary"]
+    # Versions 1 and 2 are different models: the canary's explanations differ.
+    canary = summary["canary_comparison"]
+    assert canary["compared"] > 0 and f"{canary['compared']} of" in shown["canary"]
+    differences = {row["feature"]: row["mean_difference"] for row in canary["features"][:15]}
+    assert any(abs(d) > 1e-6 for d in differences.values())
+    for name, difference in differences.items():
+        assert float(shown["canary_rows"][name]) == pytest.approx(difference, rel=1e-3,
+                                                                  abs=1e-12)
     exports = document.get("exports") or []
     if exports:
         for export in exports:
