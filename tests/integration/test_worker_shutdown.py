@@ -23,6 +23,7 @@ from storage.queue import StreamKeys
 from tests.integration.scale_out_support import (
     CreditModel,
     clear_prefix,
+    free_port,
     json_logs,
     record_from,
     start_worker,
@@ -46,6 +47,20 @@ def _held(client: redis.Redis, keys: StreamKeys, consumer: str) -> list[str]:
     return [entry["message_id"].decode() for entry in pending]
 
 
+def _idle(client: redis.Redis, keys: StreamKeys) -> bool:
+    lag = next(int(g["lag"] or 0) for g in client.xinfo_groups(keys.stream)
+               if g["name"].decode() == WORKER_GROUP)
+    return lag == 0 and client.xpending(keys.stream, WORKER_GROUP)["pending"] == 0
+
+
+def _scraped_length(port: int) -> float | None:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith('whylens_queue_length{stream="explain"} '):
+            return float(line.split()[-1])
+    return None
+
+
 async def test_sigterm_finishes_the_batch_in_hand_and_returns_the_rest(
         credit: CreditModel, redis_url: str, unique_prefix: str, tmp_path: Path) -> None:
     keys = StreamKeys.named(unique_prefix, EXPLAIN_STREAM)
@@ -53,7 +68,7 @@ async def test_sigterm_finishes_the_batch_in_hand_and_returns_the_rest(
            "WHYLENS_KEYRING": str(credit.keyring), "WHYLENS_ARTIFACTS": str(credit.artifacts),
            "WHYLENS_DATA_DIR": str(tmp_path / "worker-data"), "WHYLENS_LOG_FORMAT": "json",
            "WHYLENS_LOG_LEVEL": "INFO", "WHYLENS_QUEUE__BATCH_SIZE": str(BATCH),
-           "WHYLENS_QUEUE__BLOCK_MS": "200",
+           "WHYLENS_QUEUE__BLOCK_MS": "200", "WHYLENS_QUEUE__STATS_INTERVAL_S": "0.2",
            # No reclaim during the test: whatever completes, this worker completed.
            "WHYLENS_QUEUE__CLAIM_IDLE_MS": "600000"}
     settings = Settings(data_dir=tmp_path / "api", artifacts=str(credit.artifacts),
@@ -62,7 +77,9 @@ async def test_sigterm_finishes_the_batch_in_hand_and_returns_the_rest(
                         queue=QueueSettings())
     app = create_app(settings)
     log = tmp_path / "worker.log"
-    worker = start_worker(env, log, "--consumer", "leaver", "--no-archive")
+    metrics_port = free_port()
+    worker = start_worker(env, log, "--consumer", "leaver", "--no-archive",
+                          "--metrics-port", str(metrics_port))
     sync = redis.Redis.from_url(redis_url)
     parent: dict[str, str] = {}
     try:
@@ -72,10 +89,8 @@ async def test_sigterm_finishes_the_batch_in_hand_and_returns_the_rest(
                 wait_for(lambda: any(line.get("event") == "worker_started"
                                      for line in json_logs(log)),
                          timeout_s=120, what="the worker to start")
-                held: list[str] = []
-                for round_no in range(20):
-                    start = len(parent)
-                    for chunk in range(start, start + ROUND, 8):
+                async def post(first: int, count: int) -> None:
+                    for chunk in range(first, first + count, 8):
                         header = _traceparent(chunk)
                         ids = [f"s-{i}" for i in range(chunk, chunk + 8)]
                         answer = await http.post(
@@ -85,7 +100,15 @@ async def test_sigterm_finishes_the_batch_in_hand_and_returns_the_rest(
                                                                 strict=True)]})
                         assert answer.status_code == 200
                         parent.update(dict.fromkeys(ids, header))
-                    wait_for(lambda: bool(_held(sync, keys, "leaver")),
+
+                await post(0, 8)
+                # The worker's own /metrics follows the stream (its length only grows).
+                wait_for(lambda: _scraped_length(metrics_port) == sync.xlen(keys.stream),
+                         timeout_s=30, what="the worker's queue gauges")
+                held: list[str] = []
+                for round_no in range(20):
+                    await post(len(parent), ROUND)
+                    wait_for(lambda: bool(_held(sync, keys, "leaver")) or _idle(sync, keys),
                              timeout_s=60, what="the worker to take jobs")
                     os.kill(worker.pid, signal.SIGSTOP)
                     held = _held(sync, keys, "leaver")
