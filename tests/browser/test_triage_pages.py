@@ -449,6 +449,11 @@ def test_pages_load_nothing_from_another_origin_and_all_have_the_search_box(
 
     requested, boxes = browser.check(check)
     assert boxes == [1] * len(paths)
+    for path in paths:
+        # The browser itself would refuse anything from another origin.
+        policy = httpx.get(live_service.base_url + path, timeout=60).headers[
+            "content-security-policy"]
+        assert "default-src 'self'" in policy and "http" not in policy
     assert requested and any("/ui/static/" in url for url in requested)
     outside = [url for url in requested if not url.startswith(live_service.base_url + "/")]
     assert outside == []
