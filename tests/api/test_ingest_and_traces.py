@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -260,3 +262,36 @@ async def test_health_ready_and_metrics(client: httpx.AsyncClient,
     await client.post("/v1/predictions", json=record_from(credit_frame, 1, "metric-1"))
     text = (await client.get("/metrics")).text
     assert 'whylens_records_total{model="credit",status="accepted"} 1.0' in text
+
+
+async def test_metrics_count_sampling_reasons_and_time_explanations_by_method(
+        client: httpx.AsyncClient, credit_frame: pd.DataFrame) -> None:
+    records = [record_from(credit_frame, i, f"rate-{i}",
+                           **({"context": {"cohort": "canary"}} if i % 4 == 0 else {}))
+               for i in range(40)]
+    answers = (await client.post("/v1/predictions", json={"records": records})).json()["records"]
+    reasons = Counter(a["reason"] if a["sampled"] else "not_sampled" for a in answers)
+    assert len(reasons) >= 2  # both the cohort rule and the rate decided something
+    sampled = [a["request_id"] for a in answers if a["sampled"]]
+    traces = [(await client.get(f"/v1/traces/{rid}")).json() for rid in sampled]
+    methods = Counter(t["explanation"]["method"] for t in traces)
+    text = (await client.get("/metrics")).text
+
+    def sample(name: str, **labels: str) -> float:
+        for match in re.finditer(rf"^{name}\{{(.*)\}} (\S+)$", text, flags=re.MULTILINE):
+            if dict(re.findall(r'(\w+)="([^"]*)"', match.group(1))) == labels:
+                return float(match.group(2))
+        raise AssertionError(f"{name}{labels} is not exported")
+
+    assert sample("whylens_records_total", model="credit", status="accepted") == len(records)
+    for reason, count in reasons.items():
+        assert sample("whylens_sampling_decisions_total", model="credit",
+                      reason=reason) == count
+    for method, count in methods.items():
+        assert sample("whylens_explanations_total", method=method) == count
+        # One batch call per model version: the histogram counts calls, not rows.
+        versions = {t["model"]["version"] for t in traces
+                    if t["explanation"]["method"] == method}
+        calls = sample("whylens_explain_seconds_count", method=method)
+        assert calls == len(versions)
+        assert sample("whylens_explain_seconds_bucket", method=method, le="+Inf") == calls

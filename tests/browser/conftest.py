@@ -62,15 +62,18 @@ def _features(row: pd.Series) -> dict[str, Any]:
     return out
 
 
-def _records(frame: pd.DataFrame, booster: lgb.Booster) -> list[dict[str, Any]]:
+def _records(frame: pd.DataFrame, boosters: tuple[lgb.Booster, lgb.Booster]
+             ) -> list[dict[str, Any]]:
     now = time.time()
     features = frame.drop(columns=[LABEL])
-    scores = booster.predict(features)
+    # Each record is logged with the score of the version that serves it.
+    production, canary_scores = (b.predict(features) for b in boosters)
     records = []
     for i in range(len(frame)):
         canary = i % 5 == 0
         # Every 17th record carries a serving-side skew the trace must flag as a mismatch.
-        score = float(scores[i]) + (0.2 if i % 17 == 3 else 0.0)
+        score = float((canary_scores if canary else production)[i]) + (
+            0.2 if i % 17 == 3 else 0.0)
         moment = now - 1800 + 1800 * i / len(frame)
         records.append({
             "request_id": f"ui-{i:04d}", "model": "credit",
@@ -91,19 +94,25 @@ def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ui_booster(ui_root: Path) -> lgb.Booster:
+def ui_booster(ui_root: Path) -> tuple[lgb.Booster, lgb.Booster]:
+    """Version 1 and version 2 (the canary: fewer, larger trees, so their explanations
+    differ and the incident page has canary vs production differences to show)."""
     frame = make_applications(2000, seed=21)
-    model = lgb.LGBMClassifier(n_estimators=25, num_leaves=15, random_state=0, verbose=-1)
-    model.fit(frame.drop(columns=[LABEL]), frame[LABEL])
-    model.booster_.save_model(str(ui_root / "credit.txt"))
+    boosters = []
+    for version, (trees, leaves) in (("1", (25, 15)), ("2", (12, 31))):
+        model = lgb.LGBMClassifier(n_estimators=trees, num_leaves=leaves, random_state=0,
+                                   verbose=-1)
+        model.fit(frame.drop(columns=[LABEL]), frame[LABEL])
+        model.booster_.save_model(str(ui_root / f"credit-{version}.txt"))
+        boosters.append(model.booster_)
     frame.to_parquet(ui_root / "train.parquet")
-    return model.booster_
+    return boosters[0], boosters[1]
 
 
 async def _publish(root: Path, settings: Settings) -> None:
     for version in ("1", "2"):
         await publish_from_files(settings, PublishRequest(
-            name="credit", version=version, model_path=root / "credit.txt",
+            name="credit", version=version, model_path=root / f"credit-{version}.txt",
             train_path=root / "train.parquet", label=LABEL,
             features_path=root / "FEATURES.yaml", owner="risk-ml@example.com",
             criticality="high", rollback_to=None if version == "1" else "1"))
@@ -112,7 +121,8 @@ async def _publish(root: Path, settings: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def ui_service_env(ui_root: Path, ui_booster: lgb.Booster) -> dict[str, str]:
+def ui_service_env(ui_root: Path, ui_booster: tuple[lgb.Booster, lgb.Booster]
+                   ) -> dict[str, str]:
     """Publish versions 1 (production) and 2 (canary); the service's WHYLENS_* settings."""
     (ui_root / "FEATURES.yaml").write_text(FEATURES_YAML, encoding="utf-8")
     data_dir = ui_root / "data"
@@ -150,7 +160,7 @@ def _post_traffic(base_url: str, records: list[dict[str, Any]], *,
 
 @pytest.fixture(scope="module")
 def live_service(ui_root: Path, ui_service_env: dict[str, str],
-                 ui_booster: lgb.Booster) -> Iterator[LiveService]:
+                 ui_booster: tuple[lgb.Booster, lgb.Booster]) -> Iterator[LiveService]:
     service = ServiceProcess(ui_service_env, workdir=ui_root)
     try:
         base_url = service.start()

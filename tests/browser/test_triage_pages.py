@@ -111,6 +111,9 @@ def test_trace_page_shows_mismatch_drift_and_counterfactuals(
         live_service: LiveService, browser: BrowserThread, screenshots: Path) -> None:
     trace = _api(live_service, f"/v1/traces/{live_service.masked_id}")
     counterfactuals = trace.get("counterfactuals") or []
+    # Asked for with counterfactuals=2 and explained with drift context: both sections
+    # must be shown, not their empty-state notices.
+    assert counterfactuals and trace.get("drift")
 
     async def check(tab: Tab) -> None:
         page = await _visit(tab, f"{live_service.base_url}/ui/traces/{live_service.masked_id}",
@@ -291,3 +294,166 @@ def test_unknown_pages_answer_404_in_html(live_service: LiveService) -> None:
         answer = httpx.get(live_service.base_url + path, timeout=60)
         assert answer.status_code == 404
         assert answer.headers["content-type"].startswith("text/html")
+
+
+def test_trace_page_flags_a_skewed_score_and_shows_both_outputs(
+        live_service: LiveService, browser: BrowserThread, screenshots: Path) -> None:
+    # ui-0020 is in the canary cohort (always explained) and was logged with +0.2 of skew.
+    skewed = "ui-0020"
+    assert skewed in live_service.explained
+    trace = _api(live_service, f"/v1/traces/{skewed}")
+    assert trace["prediction"]["mismatch"] is True
+
+    async def check(tab: Tab) -> tuple[str, str, str, str]:
+        page = await _visit(tab, f"{live_service.base_url}/ui/traces/{skewed}", screenshots,
+                            "trace-mismatch")
+        return (await page.locator("#mismatch").inner_text(),
+                await page.locator("#outcome-h + table").inner_text(),
+                await page.locator("#recomputed-score").inner_text(),
+                await page.locator("#cohort").inner_text())
+
+    flag, outcome, recomputed, cohort = browser.check(check)
+    # Spelled out and marked with a symbol, not only coloured.
+    assert "MISMATCH" in flag and "⚠" in flag
+    logged = trace["prediction"]["logged"]["score"]
+    assert float(recomputed) == pytest.approx(trace["prediction"]["recomputed"]["score"],
+                                              rel=1e-3)
+    assert f"{logged:.4g}" in outcome
+    assert cohort == trace["context"]["cohort"] == "canary"
+
+
+def test_incident_page_shows_counts_shift_drift_canary_and_export_as_the_api(
+        live_service: LiveService, browser: BrowserThread, screenshots: Path) -> None:
+    document = _api(live_service, f"/v1/incidents/{live_service.incident_id}")
+    summary = document["summary"]
+    shift = summary["attribution"]
+    assert shift, "the incident's traces were not summarized"
+
+    async def check(tab: Tab) -> dict[str, Any]:
+        page = await _visit(tab, f"{live_service.base_url}/ui/incidents/"
+                                 f"{live_service.incident_id}", screenshots, "incident-summary")
+        counts = {(await row.locator("th").inner_text()).strip():
+                  (await row.locator("td").inner_text()).strip()
+                  for row in await page.locator("#counts tr").all()}
+        shift_section = page.locator("section[aria-labelledby='shift-h']")
+        tables = []
+        for table in await shift_section.locator("table").all():
+            # Inside a closed <details>: text_content, not the rendered inner_text.
+            tables.append({await row.locator("th").text_content() or "":
+                           await row.locator("td:nth-child(3)").text_content() or ""
+                           for row in await table.locator("tbody tr").all()})
+        return {"counts": counts, "charts": await shift_section.locator("svg").count(),
+                "shift": tables,
+                "drift": await page.locator("section[aria-labelledby='idrift-h']").inner_text(),
+                "canary": await page.locator("section[aria-labelledby='canary-h']").inner_text(),
+                "canary_rows": {await row.locator("th").inner_text():
+                                await row.locator("td").first.inner_text()
+                                for row in await page.locator("#canary-table tbody tr").all()},
+                "export": await page.locator("#exports").inner_text()}
+
+    shown = browser.check(check)
+    counts = summary["counts"]
+    assert shown["counts"]["attached requests"] == str(counts["attached"])
+    for reason, n in counts["by_reason"].items():
+        assert shown["counts"][f"sampling reason {reason}"] == str(n)
+    for version, n in summary["versions"].items():
+        assert shown["counts"][f"version {version}"] == str(n)
+    # One chart and one table (its text equivalent) per version, with the API's numbers.
+    assert shown["charts"] == len(shift) == len(shown["shift"])
+    for table, version in zip(shown["shift"], sorted(shift), strict=True):
+        features = shift[version]["features"]
+        assert table and set(table) <= set(features)
+        for name, text in table.items():
+            assert float(text) == pytest.approx(features[name]["mean_abs"], rel=1e-3)
+    drift = summary.get("drift") or {}
+    assert drift, "no drift in the incident window"
+    for version, block in drift.items():
+        if block.get("status") == "unavailable":
+            assert f"Version {version}: unavailable" in shown["drift"]
+        else:
+            assert f"Version {version}: {block.get('count', 0)} records" in shown["drift"]
+    # Versions 1 and 2 are different models: the canary's explanations differ.
+    canary = summary["canary_comparison"]
+    assert canary["compared"] > 0 and f"{canary['compared']} of" in shown["canary"]
+    differences = {row["feature"]: row["mean_difference"] for row in canary["features"][:15]}
+    assert any(abs(d) > 1e-6 for d in differences.values())
+    for name, difference in differences.items():
+        assert float(shown["canary_rows"][name]) == pytest.approx(difference, rel=1e-3,
+                                                                  abs=1e-12)
+    exports = document.get("exports") or []
+    if exports:
+        for export in exports:
+            assert export["state"] in shown["export"]
+    else:
+        assert shown["export"].strip() == "Not exported."
+
+
+def test_model_page_shows_each_versions_identity_and_reasons_as_the_api(
+        live_service: LiveService, browser: BrowserThread, screenshots: Path) -> None:
+    versions = {v: _api(live_service, f"/v1/models/credit/versions/{v}") for v in ("1", "2")}
+    reasons: dict[str, int] = {}
+    with httpx.Client(base_url=live_service.base_url, timeout=60) as client:
+        cursor = None
+        while True:
+            page = client.get("/v1/traces", params={"model": "credit", "limit": 200,
+                                                    **({"cursor": cursor} if cursor else {})})
+            page.raise_for_status()
+            for trace in page.json()["traces"]:
+                reason = trace["sampling"]["reason"]
+                reasons[reason] = reasons.get(reason, 0) + 1
+            cursor = page.json().get("next_cursor")
+            if not cursor:
+                break
+
+    async def check(tab: Tab) -> tuple[dict[str, str], dict[str, int], int]:
+        page = await _visit(tab, f"{live_service.base_url}/ui/models/credit?windows=4",
+                            screenshots, "model-identity")
+        rows = {await row.locator("th").inner_text(): await row.inner_text()
+                for row in await page.locator("#versions tbody tr").all()}
+        table = {}
+        for row in await page.locator("#reasons-table tbody tr").all():
+            cells = await _texts(row.locator("td"))
+            table[await row.locator("th").text_content() or ""] = sum(int(c) for c in cells)
+        heat_rows = await page.locator("#heatmap-table tbody tr").count()
+        return rows, table, heat_rows
+
+    rows, shown_reasons, heat_rows = browser.check(check)
+    assert set(rows) == set(versions)
+    for version, answer in versions.items():
+        manifest, text = answer["manifest"], rows[version]
+        for alias in answer["aliases"]:
+            assert alias in text
+        assert manifest["owner"] in text and manifest["criticality"] in text
+        assert manifest["training_data_snapshot"] in text
+        assert (manifest.get("rollback_to") or "—") in text
+    assert "1" in (versions["2"]["manifest"].get("rollback_to") or "")
+    # The reasons chart's table counts the explained decisions the API lists.
+    assert shown_reasons == reasons
+    # The heat map's text equivalent has a row per feature plus the score.
+    assert heat_rows == len(versions["1"]["manifest"]["features"]) + 1
+
+
+def test_pages_load_nothing_from_another_origin_and_all_have_the_search_box(
+        live_service: LiveService, browser: BrowserThread) -> None:
+    paths = ["/ui/", f"/ui/traces/{live_service.masked_id}", "/ui/models/credit",
+             f"/ui/incidents/{live_service.incident_id}"]
+
+    async def check(tab: Tab) -> tuple[list[str], list[int]]:
+        requested: list[str] = []
+        tab.page.on("request", lambda request: requested.append(request.url))
+        boxes = []
+        for path in paths:
+            await tab.page.goto(live_service.base_url + path, wait_until="networkidle")
+            boxes.append(await tab.page.locator("#request-id-search").count())
+        return requested, boxes
+
+    requested, boxes = browser.check(check)
+    assert boxes == [1] * len(paths)
+    for path in paths:
+        # The browser itself would refuse anything from another origin.
+        policy = httpx.get(live_service.base_url + path, timeout=60).headers[
+            "content-security-policy"]
+        assert "default-src 'self'" in policy and "http" not in policy
+    assert requested and any("/ui/static/" in url for url in requested)
+    outside = [url for url in requested if not url.startswith(live_service.base_url + "/")]
+    assert outside == []

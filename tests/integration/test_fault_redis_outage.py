@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -81,6 +82,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def prometheus_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of a Prometheus text exposition, keyed by name and sorted labels."""
+    samples = {}
+    for match in re.finditer(r"^(\w+)(?:\{(.*)\})? (\S+)$", text, flags=re.MULTILINE):
+        labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', match.group(2) or "")))
+        samples[(match.group(1), labels)] = float(match.group(3))
+    return samples
+
+
 async def spool_replayed(http: httpx.AsyncClient) -> None:
     """Wait (bounded) until the service is ready again with an empty spool."""
     for _ in range(300):
@@ -147,6 +157,14 @@ async def test_records_accepted_during_an_outage_are_stored_once_after_it(
                 assert (await send()).status_code == 503
             ready = await http.get("/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["spool"]["records"] > 0
+            # The spool depth, the refusals and the store errors reach /metrics.
+            metrics = prometheus_samples((await http.get("/metrics")).text)
+            depth = len(spooled) + 1  # with the client's retry of a spooled record
+            assert ready.json()["checks"]["spool"]["records"] == depth
+            assert metrics[("whylens_spool_records", ())] == depth
+            assert metrics[("whylens_spool_bytes", ())] == (spool_dir / SPOOL_FILE).stat().st_size
+            assert metrics[("whylens_spool_refused_total", ())] == 4
+            assert metrics[("whylens_store_errors_total", (("backend", "redis"),))] >= depth
             assert SECRET_ZIP.encode() not in (spool_dir / SPOOL_FILE).read_bytes()
 
             own_redis.start()

@@ -185,3 +185,51 @@ async def test_queue_gauges_reach_the_api_metrics(
     text = (await http.get("/metrics")).text
     assert 'whylens_queue_lag{stream="explain"} 7.0' in text
     assert "whylens_jobs_enqueued_total 7.0" in text
+
+
+async def test_jobs_of_one_model_version_are_explained_in_one_batch_call(
+        env: tuple[Settings, httpx.AsyncClient, Runtime], credit: CreditModel) -> None:
+    _, http, worker_runtime = env
+    ids = [f"b-{i}" for i in range(12)]
+    await http.post("/v1/predictions", json={"records": [
+        record_from(credit.frame, i, rid) for i, rid in enumerate(ids)]})
+    await _work_until(worker_runtime, _backlog_empty(worker_runtime))
+    traces = [(await http.get(f"/v1/traces/{rid}")).json() for rid in ids]
+    assert {t["model"]["version"] for t in traces} == {"1"}
+    method = traces[0]["explanation"]["method"]
+    registry = worker_runtime.metrics.registry
+    # The batch size (16) holds all 12 jobs: one read, one explainer call for all of them.
+    assert registry.get_sample_value("whylens_explanations_total", {"method": method}) == 12
+    assert registry.get_sample_value("whylens_explain_seconds_count", {"method": method}) == 1
+
+
+async def test_a_backlog_above_the_high_water_mark_is_explained_inline(
+        credit: CreditModel, redis_url: str, unique_prefix: str, tmp_path: Path) -> None:
+    settings = _settings(credit, redis_url, unique_prefix, tmp_path, "queue")
+    settings = settings.model_copy(update={"queue": settings.queue.model_copy(
+        update={"max_length": 10, "high_water": 0.9})})
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            runtime: Runtime = app.state.runtime
+            assert runtime.scale_out is not None and runtime.scale_out.jobs is not None
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://h") as http:
+                first = [record_from(credit.frame, i, f"hw-{i}") for i in range(12)]
+                await http.post("/v1/predictions", json={"records": first})
+                for _ in range(100):  # the stats task notices the backlog (every 0.2 s)
+                    if runtime.scale_out.backlog >= 9:
+                        break
+                    await asyncio.sleep(0.05)
+                more = [record_from(credit.frame, i, f"hw-{i}") for i in range(12, 17)]
+                await http.post("/v1/predictions", json={"records": more})
+                # Above 90 % of the bound: explained in the request, not queued.
+                codes = [(await http.get(f"/v1/traces/hw-{i}")).status_code for i in range(17)]
+                stats = await runtime.scale_out.jobs.stats()
+                text = (await http.get("/metrics")).text
+    finally:
+        clear_prefix(redis_url, unique_prefix)
+    assert codes == [404] * 12 + [200] * 5
+    assert stats.backlog == 12  # nothing trimmed unexplained
+    assert "whylens_queue_overflow_total 5.0" in text
+    assert "whylens_jobs_enqueued_total 12.0" in text
