@@ -23,10 +23,12 @@ import redis
 from service.demo.credit_data import FEATURES_YAML, make_applications
 from service.publishing import PublishRequest, promote, publish_from_files
 from service.runtime import Runtime
+from service.scale_out import WORKER_GROUP
 from service.settings import Settings
 from service.worker.archive_loop import Archiver, ArchiverOptions
 from storage.archive.writer import ArchiveWriter, Backoff
 from storage.keyring import create_keyring_file
+from storage.queue import StreamKeys
 
 LABEL = "defaulted"
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,3 +192,16 @@ async def archive_all(runtime: Runtime) -> Archiver:
     finally:
         stop.set()
         await task
+
+
+def held_by(client: redis.Redis, keys: StreamKeys, consumer: str) -> list[str]:
+    """Entry IDs of the explain stream pending on `consumer`."""
+    pending = client.xpending_range(keys.stream, WORKER_GROUP, "-", "+", 10_000, consumer)
+    return [entry["message_id"].decode() for entry in pending]
+
+
+def stream_idle(client: redis.Redis, keys: StreamKeys) -> bool:
+    """True when the workers' group has nothing undelivered and nothing pending."""
+    lag = next((int(group["lag"] or 0) for group in client.xinfo_groups(keys.stream)
+                if group["name"].decode() == WORKER_GROUP), -1)
+    return lag == 0 and client.xpending(keys.stream, WORKER_GROUP)["pending"] == 0

@@ -19,10 +19,12 @@ from storage.queue import StreamKeys
 from tests.integration.scale_out_support import (
     CreditModel,
     clear_prefix,
+    held_by,
     json_logs,
     record_from,
     start_worker,
     stop_process,
+    stream_idle,
     wait_exit,
     wait_for,
 )
@@ -41,11 +43,6 @@ def _env(credit: CreditModel, redis_url: str, prefix: str, tmp: Path) -> dict[st
             "WHYLENS_LOG_LEVEL": "INFO", "WHYLENS_QUEUE__BATCH_SIZE": "32",
             "WHYLENS_QUEUE__BLOCK_MS": "200", "WHYLENS_QUEUE__CLAIM_IDLE_MS": "1500",
             "WHYLENS_QUEUE__STATS_INTERVAL_S": "0.5"}
-
-
-def _held_by(client: redis.Redis, keys: StreamKeys, consumer: str) -> list[str]:
-    pending = client.xpending_range(keys.stream, WORKER_GROUP, "-", "+", 10_000, consumer)
-    return [p["message_id"].decode() for p in pending]
 
 
 async def test_jobs_held_by_a_killed_worker_complete_exactly_once_elsewhere(
@@ -86,11 +83,11 @@ async def test_jobs_held_by_a_killed_worker_complete_exactly_once_elsewhere(
                 unexplained: list[str] = []
                 for _ in range(40):
                     await send_round()
-                    wait_for(lambda: bool(_held_by(sync, keys, "victim")) or _idle(sync, keys),
+                    wait_for(lambda: bool(held_by(sync, keys, "victim")) or stream_idle(sync, keys),
                              timeout_s=60, what="the first worker to take jobs")
                     os.kill(victim.pid, signal.SIGSTOP)
                     held_rids = {fields[b"request_id"].decode()
-                                 for entry in _held_by(sync, keys, "victim")
+                                 for entry in held_by(sync, keys, "victim")
                                  for _, fields in sync.xrange(keys.stream, entry, entry)}
                     # Frozen, the victim can store nothing more (the pause lets Redis run
                     # whatever it had already sent): a held job without a trace now is one
@@ -106,7 +103,7 @@ async def test_jobs_held_by_a_killed_worker_complete_exactly_once_elsewhere(
                 assert unexplained, "the first worker never held unexplained jobs when stopped"
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.wait()
-                wait_for(lambda: _idle(sync, keys), timeout_s=120,
+                wait_for(lambda: stream_idle(sync, keys), timeout_s=120,
                          what="the second worker to finish every job")
                 assert sync.xlen(keys.dead) == 0
                 missing = [rid for rid in sent
@@ -142,14 +139,3 @@ async def test_jobs_held_by_a_killed_worker_complete_exactly_once_elsewhere(
     for rid in unexplained:
         assert finished[rid]["event"] == "trace_stored", finished[rid]
         assert stored[rid] == 1
-
-
-def _idle(client: redis.Redis, keys: StreamKeys) -> bool:
-    return _lag(client, keys) == 0 and client.xpending(keys.stream, WORKER_GROUP)["pending"] == 0
-
-
-def _lag(client: redis.Redis, keys: StreamKeys) -> int:
-    for group in client.xinfo_groups(keys.stream):
-        if group["name"].decode() == WORKER_GROUP:
-            return int(group["lag"] or 0)
-    return -1

@@ -24,10 +24,12 @@ from tests.integration.scale_out_support import (
     CreditModel,
     clear_prefix,
     free_port,
+    held_by,
     json_logs,
     record_from,
     start_worker,
     stop_process,
+    stream_idle,
     wait_exit,
     wait_for,
 )
@@ -42,15 +44,6 @@ def _traceparent(n: int) -> str:
     return f"00-{n + 1:032x}-{n + 7:016x}-01"
 
 
-def _held(client: redis.Redis, keys: StreamKeys, consumer: str) -> list[str]:
-    pending = client.xpending_range(keys.stream, WORKER_GROUP, "-", "+", 10_000, consumer)
-    return [entry["message_id"].decode() for entry in pending]
-
-
-def _idle(client: redis.Redis, keys: StreamKeys) -> bool:
-    lag = next(int(g["lag"] or 0) for g in client.xinfo_groups(keys.stream)
-               if g["name"].decode() == WORKER_GROUP)
-    return lag == 0 and client.xpending(keys.stream, WORKER_GROUP)["pending"] == 0
 
 
 def _scraped_length(port: int) -> float | None:
@@ -108,10 +101,10 @@ async def test_sigterm_finishes_the_batch_in_hand_and_returns_the_rest(
                 held: list[str] = []
                 for round_no in range(20):
                     await post(len(parent), ROUND)
-                    wait_for(lambda: bool(_held(sync, keys, "leaver")) or _idle(sync, keys),
+                    wait_for(lambda: bool(held_by(sync, keys, "leaver")) or stream_idle(sync, keys),
                              timeout_s=60, what="the worker to take jobs")
                     os.kill(worker.pid, signal.SIGSTOP)
-                    held = _held(sync, keys, "leaver")
+                    held = held_by(sync, keys, "leaver")
                     if held:
                         break
                     os.kill(worker.pid, signal.SIGCONT)  # caught between two batches
