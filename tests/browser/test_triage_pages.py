@@ -457,3 +457,28 @@ def test_pages_load_nothing_from_another_origin_and_all_have_the_search_box(
     assert requested and any("/ui/static/" in url for url in requested)
     outside = [url for url in requested if not url.startswith(live_service.base_url + "/")]
     assert outside == []
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (1024, 640)])
+def test_every_page_fits_a_laptop_screen(live_service: LiveService, browser: BrowserThread,
+                                         width: int, height: int) -> None:
+    """Common laptop sizes (and a half-screen window): no horizontal scrolling, and the
+    search box and each page's main heading are on the first screen."""
+    paths = ["/ui/", "/ui/models/credit", f"/ui/traces/{live_service.explained[0]}",
+             f"/ui/incidents/{live_service.incident_id}"]
+
+    async def check(tab: Tab) -> None:
+        page = tab.page
+        await page.set_viewport_size({"width": width, "height": height})
+        for path in paths:
+            response = await page.goto(live_service.base_url + path, wait_until="load")
+            assert response is not None and response.status == 200, path
+            overflow = await page.evaluate("document.documentElement.scrollWidth")
+            assert overflow <= width, f"{path} scrolls sideways at {width} px ({overflow})"
+            for selector in ("#request-id-search", "h1"):
+                box = await page.locator(selector).first.bounding_box()
+                assert box is not None and box["y"] + box["height"] <= height, (path, selector)
+                assert box["x"] >= 0 and box["x"] + box["width"] <= width, (path, selector)
+        assert tab.log.errors == []
+
+    browser.check(check)
