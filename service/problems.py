@@ -97,7 +97,11 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
     errors = None
     if isinstance(exc, RecordInvalid):
         errors = [{"field": e.field, "message": e.message} for e in exc.errors]
-    return problem_response(status, type_, title, str(exc), errors=errors)
+    detail = str(exc)
+    if isinstance(exc, StoreUnavailable):
+        # The driver's message names hosts and ports: logged above, not told to callers.
+        detail = f"the {exc.backend} store did not answer; retry later"
+    return problem_response(status, type_, title, detail, errors=errors)
 
 
 async def handle_request_validation(request: Request, exc: Exception) -> Response:

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.integration
 async def test_an_outage_spools_or_answers_503_as_configured(
         credit: CreditModel, tmp_path: Path, spool: bool) -> None:
     # Nothing listens on this port: the store is down from the start.
+    port = free_port()
     settings = Settings(
         data_dir=tmp_path / "data", artifacts=str(credit.artifacts),
-        traces=f"redis://127.0.0.1:{free_port()}/0", keyring=credit.keyring, auth="off",
+        traces=f"redis://127.0.0.1:{port}/0", keyring=credit.keyring, auth="off",
         spool=SpoolSettings(enabled=spool, dir=tmp_path / "spool"))
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -37,5 +38,7 @@ async def test_an_outage_spools_or_answers_503_as_configured(
         assert answer.status_code == 503
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["type"].endswith("/store-unavailable")
+        # Where the store lives is logged, not told to the caller.
+        assert str(port) not in answer.json()["detail"]
         assert ready.status_code == 503
         assert not (tmp_path / "spool").exists()
