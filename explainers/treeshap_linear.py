@@ -31,6 +31,9 @@ import numpy as np
 from numba import njit
 
 from explainers.treeshap_kernel import (
+    MISSING_TO_DEFAULT,
+    ZERO_THRESHOLD,
+    ZERO_TO_DEFAULT,
     FrameStack,
     PathBuffers,
     TreeArrays,
@@ -67,29 +70,74 @@ class LinearTrees(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def _forward(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees, C: np.ndarray,
-             P: np.ndarray, ones: np.ndarray, live: np.ndarray) -> None:
-    # C[i] = product of the path's factors at node i, P[i] = weighted edge term into i
+def takes_left(value: float, threshold: float, kind: int, default_left: bool) -> bool:
+    """Whether `value` takes the left child of a numeric split (`next_node`'s rule).
+
+    Callers read the split's fields from arrays taken out of `TreeArrays` once per tree:
+    every `trees.field` read inside a node loop costs numba a reference-count pair, which
+    made the decision five times slower than the rest of the walk.
+    """
+    missing = np.isnan(value)
+    value = 0.0 if missing else value
+    if (missing and kind == MISSING_TO_DEFAULT) or (
+            kind == ZERO_TO_DEFAULT and abs(value) <= ZERO_THRESHOLD):
+        return default_left
+    return value <= threshold
+
+
+@njit(cache=True, nogil=True)
+def _split_nodes(start: int, stop: int, right_children: np.ndarray, inner: np.ndarray) -> int:
+    # lists the split nodes without a branch: leaf or not is unpredictable, and
+    # mispredicted branches were most of a row's time
+    n_inner = 0
+    for n in range(start, stop):
+        inner[n_inner] = n
+        n_inner += right_children[n] >= 0
+    return n_inner
+
+
+@njit(cache=True, nogil=True)
+def _leaf_scale(n: int, right_children: np.ndarray, values: np.ndarray) -> float:
+    # v at a leaf (folded into its product), 1 elsewhere; both loads first, so a select
+    value = values[n]
+    return value if right_children[n] < 0 else 1.0
+
+
+@njit(cache=True, nogil=True)
+def _forward(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees, values: np.ndarray,
+             s: Scratch) -> int:
+    # C[i] = product of the path's factors at node i (times v at a leaf), P[i] = weighted
+    # edge term into i, Q[i] = 1 / the factor of the edge into a hot node i (its
+    # successor's old factor). Returns how many split nodes `s.inner` lists.
     start = lt.tree_starts[t]
-    end = lt.tree_starts[t + 1]
     e0 = lt.edge_offsets[t]
     n_points = lt.tree_points[t]
     ts = lt.gl_nodes[n_points]
     ws = lt.gl_weights[n_points]
     cold_terms = lt.gl_cold[n_points]
+    # arrays out of the tuples once per tree (see takes_left)
+    right_children, features, thresholds = trees.right, trees.features, trees.thresholds
+    kinds, default, category_starts = trees.missing_kinds, trees.default, trees.category_starts
+    prev_same, z_before, z_after, z_edge = lt.prev_same, lt.z_before, lt.z_after, lt.z_edge
+    C, P, Q, ones, live, inner = s.C, s.P, s.Q, s.ones, s.live, s.inner
+    unit = Q.shape[0] - 1  # a row of ones (old factor of a feature's first edge), ones[unit]
     for k in range(n_points):
         C[0, k] = 1.0
-    for n in range(start, end):
-        right = trees.right[n]
-        if right < 0:
-            continue
+    n_inner = _split_nodes(start, lt.tree_starts[t + 1], right_children, inner)
+    for j in range(n_inner):
+        n = inner[j]
+        right = right_children[n]
         i = n - start
-        left = n + 1
-        goes_left = next_node(n, x[trees.features[n]], trees) == left
-        hot = left - start if goes_left else right - start
-        cold = right - start if goes_left else left - start
-        before = lt.prev_same[e0 + i + 1]
-        hot_before = True if before < 0 else ones[before]
+        value = x[features[n]]
+        if category_starts[n] >= 0:
+            to_left = next_node(n, value, trees) == n + 1
+        else:
+            to_left = takes_left(value, thresholds[n], kinds[n], default[n] == n + 1)
+        hot = i + 1 if to_left else right - start
+        cold = right - start if to_left else i + 1
+        before = prev_same[e0 + i + 1]
+        old = unit if before < 0 else before
+        hot_before = ones[old]
         ones[hot] = hot_before
         ones[cold] = False
         live[hot] = hot_before
@@ -97,57 +145,50 @@ def _forward(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees, C: np.nd
         if not hot_before:
             # the row already left this feature's path: its factor only shrinks, and the
             # edge's term cancels (both old and new terms are -1 / (1 - t))
-            z_hot = lt.z_edge[e0 + hot]
-            z_cold = lt.z_edge[e0 + cold]
+            z_hot = z_edge[e0 + hot] * _leaf_scale(start + hot, right_children, values)
+            z_cold = z_edge[e0 + cold] * _leaf_scale(start + cold, right_children, values)
             for k in range(n_points):
                 C[hot, k] = C[i, k] * z_hot
                 C[cold, k] = C[i, k] * z_cold
             continue
-        z_hot = lt.z_after[e0 + hot]
-        z_cold = lt.z_after[e0 + cold]
-        if before < 0:
-            for k in range(n_points):
-                a_hot = z_hot + (1.0 - z_hot) * ts[k]
-                C[hot, k] = C[i, k] * a_hot
-                P[hot, k] = ws[k] * (1.0 - z_hot) / a_hot
-                C[cold, k] = C[i, k] * z_cold * (1.0 - ts[k])
-                P[cold, k] = cold_terms[k]
-        else:
-            z_old = lt.z_before[e0 + i + 1]
-            for k in range(n_points):
-                inv_old = 1.0 / (z_old + (1.0 - z_old) * ts[k])
-                old_term = ws[k] * (1.0 - z_old) * inv_old
-                a_hot = z_hot + (1.0 - z_hot) * ts[k]
-                C[hot, k] = C[i, k] * a_hot * inv_old
-                P[hot, k] = ws[k] * (1.0 - z_hot) / a_hot - old_term
-                C[cold, k] = C[i, k] * z_cold * (1.0 - ts[k]) * inv_old
-                P[cold, k] = cold_terms[k] - old_term
+        # a feature's first edge has z_old = 1 and old factor 1: its old term is exactly 0
+        z_old = z_before[e0 + i + 1]
+        z_hot = z_after[e0 + hot]
+        z_cold = z_after[e0 + cold]
+        v_hot = _leaf_scale(start + hot, right_children, values)
+        v_cold = _leaf_scale(start + cold, right_children, values)
+        for k in range(n_points):
+            inv_old = Q[old, k]
+            old_term = ws[k] * (1.0 - z_old) * inv_old
+            a_hot = z_hot + (1.0 - z_hot) * ts[k]
+            inv_hot = 1.0 / a_hot
+            Q[hot, k] = inv_hot
+            C[hot, k] = C[i, k] * a_hot * inv_old * v_hot
+            P[hot, k] = ws[k] * (1.0 - z_hot) * inv_hot - old_term
+            C[cold, k] = C[i, k] * z_cold * (1.0 - ts[k]) * inv_old * v_cold
+            P[cold, k] = cold_terms[k] - old_term
+    return n_inner
 
 
 @njit(cache=True, nogil=True)
-def _backward(t: int, phi: np.ndarray, trees: TreeArrays, lt: LinearTrees, values: np.ndarray,
-              C: np.ndarray, P: np.ndarray, live: np.ndarray) -> None:
-    # C[i] becomes the sum of the leaf polynomials below node i (v * product at a leaf)
+def _backward(t: int, n_inner: int, phi: np.ndarray, trees: TreeArrays, lt: LinearTrees,
+              s: Scratch) -> None:
+    # C[i] becomes the sum of the leaf polynomials below node i; split nodes bottom-up
     start = lt.tree_starts[t]
-    e0 = lt.edge_offsets[t]
     n_points = lt.tree_points[t]
-    right_children = trees.right
-    for n in range(lt.tree_starts[t + 1] - 1, start, -1):
+    right_children, features = trees.right, trees.features
+    C, P, live, inner = s.C, s.P, s.live, s.inner
+    for j in range(n_inner - 1, -1, -1):
+        n = inner[j]
         i = n - start
-        right = right_children[n]
-        if right < 0:
-            value = values[n]
-            for k in range(n_points):
-                C[i, k] *= value
-        else:
-            r = right - start
-            for k in range(n_points):
-                C[i, k] = C[i + 1, k] + C[r, k]
-        if live[i]:
-            total = 0.0
-            for k in range(n_points):
-                total += C[i, k] * P[i, k]
-            phi[lt.edge_features[e0 + i]] += total
+        r = right_children[n] - start
+        total = 0.0
+        for k in range(n_points):
+            C[i, k] = C[i + 1, k] + C[r, k]
+            total += C[i + 1, k] * P[i + 1, k] + C[r, k] * P[r, k]
+        # both edges are live or dead together; a dead edge's P is stale but finite
+        # (P starts at zero), so the 0/1 multiplier adds exactly nothing
+        phi[features[n]] += total * live[i + 1]
 
 
 class Scratch(NamedTuple):
@@ -155,7 +196,9 @@ class Scratch(NamedTuple):
 
     C: np.ndarray
     P: np.ndarray
-    ones: np.ndarray
+    Q: np.ndarray  # one more row than nodes, of ones (see _forward)
+    inner: np.ndarray  # the split nodes of the tree at hand
+    ones: np.ndarray  # one more than nodes, the last True (see _forward)
     live: np.ndarray
     path: PathBuffers
     frames: FrameStack
@@ -169,8 +212,9 @@ def new_scratch(lt: LinearTrees) -> Scratch:
     size = (lt.classic_depth + 2) * (lt.classic_depth + 3) // 2 + 1
     n_frames = 2 * lt.classic_depth + 4
     return Scratch(
-        np.empty((n, points), dtype=np.float64), np.empty((n, points), dtype=np.float64),
-        np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
+        np.empty((n, points), dtype=np.float64), np.zeros((n, points), dtype=np.float64),
+        np.ones((n + 1, points), dtype=np.float64), np.empty(n, dtype=np.int64),
+        np.ones(n + 1, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
         PathBuffers(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float64),
               np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)),
         FrameStack(np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.int64),
@@ -190,8 +234,8 @@ def _explain_row(x: np.ndarray, phi: np.ndarray, tree_ids: np.ndarray, trees: Tr
         if lt.tree_points[t] == 0:
             explain_tree(start, x, phi, trees, values, s.path, s.frames)
             continue
-        _forward(t, x, trees, lt, s.C, s.P, s.ones, s.live)
-        _backward(t, phi, trees, lt, values, s.C, s.P, s.live)
+        n_inner = _forward(t, x, trees, lt, values, s)
+        _backward(t, n_inner, phi, trees, lt, s)
 
 
 @njit(cache=True, nogil=True)

@@ -35,5 +35,9 @@ def test_benchmark_model_equals_pred_contrib_and_shap_on_every_batch_path() -> N
         np.testing.assert_allclose(explanation.values, contrib[:, :-1], rtol=0, atol=1e-9)
         np.testing.assert_allclose(explanation.base_values, contrib[:, -1], rtol=0,
                                    atol=1e-9)
+    # the single-row path (1-2 rows go one by one) on every row, not only the first
+    one_by_one = np.vstack([explainer.explain(X[i:i + 2]).values for i in range(0, 300, 2)])
+    contrib = np.asarray(booster.predict(X, pred_contrib=True))
+    np.testing.assert_allclose(one_by_one, contrib[:, :-1], rtol=0, atol=1e-9)
     reference = shap.TreeExplainer(booster).shap_values(X[:20], check_additivity=False)
     np.testing.assert_allclose(explainer.explain(X[:20]).values, reference, rtol=0, atol=1e-9)
