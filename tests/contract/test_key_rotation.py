@@ -134,7 +134,8 @@ def test_staged_keys_decrypt_before_they_are_activated() -> None:
 
 
 class CrashingLog:
-    """The real store's sealed-input log, failing on the scan after `pages` pages."""
+    """The real store's sealed-input log, failing on the scan after `pages` pages that held
+    inputs (a Redis SCAN page can come back empty when the database holds other keys)."""
 
     def __init__(self, store: Store, pages: int) -> None:
         self.store = store
@@ -143,8 +144,10 @@ class CrashingLog:
     async def scan_sealed_inputs(self, cursor: str | None, *, limit: int) -> SealedPage:
         if self.pages == 0:
             raise StoreUnavailable("test", "the process died here")
-        self.pages -= 1
-        return await self.store.scan_sealed_inputs(cursor, limit=limit)
+        page = await self.store.scan_sealed_inputs(cursor, limit=limit)
+        if page.items:
+            self.pages -= 1
+        return page
 
     async def replace_sealed_inputs(self, updates: Sequence[SealedUpdate]) -> int:
         return await self.store.replace_sealed_inputs(updates)
