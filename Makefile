@@ -28,6 +28,7 @@ demo: $(RUNTIME_STAMP)
 services: $(DEV_STAMP)
 	@$(PY) scripts/ensure_redis.py "$(REDIS_URL)"
 	@$(PY) scripts/ensure_chromium.py
+	@$(PY) scripts/ensure_promtool.py "$(VENV)/bin"
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check service explainers storage tests bench scripts
