@@ -61,12 +61,29 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-class SqliteWorker:
-    """Runs jobs against one lazily opened connection on a dedicated thread."""
+# Per-connection settings every store wants: NORMAL under WAL loses at most the last
+# commits on power loss, never integrity.
+DEFAULT_PRAGMAS = ("PRAGMA synchronous=NORMAL",)
 
-    def __init__(self, path: str, *, schema: str, thread_name: str) -> None:
+
+class SqliteWorker:
+    """Runs jobs against one lazily opened connection on a dedicated thread.
+
+    Opening the connection: `before_wal` statements (those that only work on an empty file),
+    WAL, `pragmas`, `migrate(conn)` (an older file brought up to date), the `schema`
+    script, then `setup(conn)` for what a script cannot say.
+    """
+
+    def __init__(self, path: str, *, schema: str, thread_name: str,
+                 before_wal: tuple[str, ...] = (), pragmas: tuple[str, ...] = DEFAULT_PRAGMAS,
+                 migrate: Callable[[sqlite3.Connection], None] | None = None,
+                 setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.path = path
         self._schema = schema
+        self._before_wal = before_wal
+        self._pragmas = pragmas
+        self._migrate = migrate
+        self._setup = setup
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         # Touched only on the worker thread; opened on first use so construction does no I/O.
         self._conn: sqlite3.Connection | None = None
@@ -107,9 +124,16 @@ class SqliteWorker:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
+            for statement in self._before_wal:
+                conn.execute(statement)
             enable_wal(conn)
-            conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in self._pragmas:
+                conn.execute(statement)
+            if self._migrate is not None:
+                self._migrate(conn)
             conn.executescript(self._schema)
+            if self._setup is not None:
+                self._setup(conn)
         except BaseException:
             conn.close()
             raise

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sqlite3
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from storage.audit.records import AuditEntry, AuditEvent, AuditPage, AuditQuery
-from storage.errors import CursorInvalid, StoreUnavailable
+from storage.errors import CursorInvalid
+from storage.sqlite_worker import BACKEND, SqliteWorker
 
-T = TypeVar("T")
-
-BACKEND = "sqlite"
-BUSY_TIMEOUT_S = 5.0
 # Trimming beyond the cap runs once per this many appends, not on every one.
 TRIM_EVERY = 1000
 
@@ -50,9 +42,6 @@ COMMIT;
 """
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
 
 class SqliteAuditLog:
     """Appends and pages audit entries; one worker thread owns the connection."""
@@ -62,12 +51,12 @@ class SqliteAuditLog:
     def __init__(self, path: str, *, max_entries: int, trim_every: int = TRIM_EVERY) -> None:
         if max_entries < 1 or trim_every < 1:
             raise ValueError("max_entries and trim_every must be positive")
-        self._path = path
         self._max_entries = max_entries
         self._trim_every = trim_every
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whylens-audit")
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        # The audit trail keeps SQLite's default FULL synchronous mode: no pragmas.
+        self._worker = SqliteWorker(path, schema=SCHEMA, thread_name="whylens-audit",
+                                    pragmas=(), setup=self._configure)
+        self._run = self._worker.run
 
     async def append(self, event: AuditEvent) -> str:
         """Store the event; return its entry id."""
@@ -87,55 +76,12 @@ class SqliteAuditLog:
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await asyncio.wrap_future(self._executor.submit(self._close_connection))
-        finally:
-            self._executor.shutdown(wait=False)
+        await self._worker.close()
 
-    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise StoreUnavailable(BACKEND, "the audit log is closed")
-        return await asyncio.wrap_future(self._executor.submit(self._call, job))
-
-    def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            if self._conn is None:
-                self._conn = self._open()
-            return job(self._conn)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
-
-    def _open(self) -> sqlite3.Connection:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            deadline = time.monotonic() + BUSY_TIMEOUT_S
-            while True:
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if (exc.sqlite_errorcode != sqlite3.SQLITE_BUSY
-                            or time.monotonic() > deadline):
-                        raise
-                    time.sleep(0.01)
-            conn.executescript(SCHEMA)
-            conn.execute("INSERT INTO audit_config (id, max_entries) VALUES (1, ?)"
-                         " ON CONFLICT (id) DO UPDATE SET max_entries = excluded.max_entries",
-                         (self._max_entries,))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _close_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO audit_config (id, max_entries) VALUES (1, ?)"
+                     " ON CONFLICT (id) DO UPDATE SET max_entries = excluded.max_entries",
+                     (self._max_entries,))
 
     def _append(self, event: AuditEvent, conn: sqlite3.Connection) -> str:
         cursor = conn.execute(

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import sqlite3
-import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -24,14 +19,11 @@ from storage.drift.records import (
     bucket_expiry_ms,
     is_maximum,
 )
-from storage.errors import StoreUnavailable
+from storage.sqlite_worker import BACKEND, SqliteWorker, transaction
+from storage.sqlite_worker import now_ms as _now_ms
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-BACKEND = "sqlite"
-BUSY_TIMEOUT_S = 5.0
 PURGE_CHUNK = 5000
 IN_CHUNK = 500
 
@@ -77,9 +69,6 @@ CLAIM_LABEL = ("INSERT INTO drift_labels (model, request_id, expires_ms) VALUES 
                " WHERE drift_labels.expires_ms <= ?")
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
 
 def _pack(counters: dict[str, float]) -> bytes:
     # Deflated JSON: a bucket's ~7,000 counters shrink about fivefold.
@@ -89,17 +78,6 @@ def _pack(counters: dict[str, float]) -> bytes:
 def _unpack(blob: bytes) -> dict[str, float]:
     counters: dict[str, float] = orjson.loads(zlib.decompress(blob))
     return counters
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 class SqliteDriftWindowStore:
@@ -120,11 +98,9 @@ class SqliteDriftWindowStore:
     def __init__(self, path: str, *, retention_s: int) -> None:
         if retention_s <= 0:
             raise ValueError("retention must be positive")
-        self._path = path
         self._retention_s = retention_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whylens-drift")
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        self._worker = SqliteWorker(path, schema=SCHEMA, thread_name="whylens-drift")
+        self._run = self._worker.run
 
     async def add_window_counts(self, increments: Sequence[WindowIncrement]) -> None:
         """Add every increment in one transaction."""
@@ -170,58 +146,7 @@ class SqliteDriftWindowStore:
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await asyncio.wrap_future(self._executor.submit(self._close_connection))
-        finally:
-            self._executor.shutdown(wait=False)
-
-    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise StoreUnavailable(BACKEND, "the drift store is closed")
-        try:
-            future = self._executor.submit(self._call, job)
-        except RuntimeError as exc:
-            raise StoreUnavailable(BACKEND, "the drift store is closed") from exc
-        return await asyncio.wrap_future(future)
-
-    def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            if self._conn is None:
-                self._conn = self._open()
-            return job(self._conn)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
-
-    def _open(self) -> sqlite3.Connection:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            deadline = time.monotonic() + BUSY_TIMEOUT_S
-            while True:
-                # A new file switches to WAL under an exclusive lock, answered BUSY at once.
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or \
-                            time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.01)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _close_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await self._worker.close()
 
     def _add(self, increments: list[WindowIncrement], conn: sqlite3.Connection) -> None:
         grouped: dict[tuple[Any, ...], list[WindowIncrement]] = defaultdict(list)
@@ -229,7 +154,7 @@ class SqliteDriftWindowStore:
             grouped[(inc.key.model, inc.key.version, inc.key.segment, inc.bucket.resolution_s,
                      inc.bucket.start_ms)].append(inc)
         now_ms = _now_ms()
-        with _transaction(conn):
+        with transaction(conn):
             for head, group in grouped.items():
                 row = conn.execute(SELECT_BUCKET, (*head, now_ms)).fetchone()
                 counters: dict[str, float] = _unpack(row[0]) if row else {}
@@ -272,7 +197,7 @@ class SqliteDriftWindowStore:
         now_ms = _now_ms()
         expires = now_ms + self._retention_s * 1000
         admitted = set()
-        with _transaction(conn):
+        with transaction(conn):
             known = {row[0] for row in conn.execute(
                 "SELECT value FROM drift_segments WHERE model = ? AND dimension = ?"
                 " AND expires_ms > ?", (model, dimension, now_ms))}
@@ -291,7 +216,7 @@ class SqliteDriftWindowStore:
         now_ms = _now_ms()
         expires = now_ms + self._retention_s * 1000
         claimed = []
-        with _transaction(conn):
+        with transaction(conn):
             for request_id in request_ids:
                 cursor = conn.execute(CLAIM_LABEL, (model, request_id, expires, now_ms))
                 claimed.append(cursor.rowcount == 1)
@@ -301,7 +226,7 @@ class SqliteDriftWindowStore:
         keys = {"drift_buckets": "model, version, segment, resolution_s, bucket_ms",
                 "drift_segments": "model, dimension, value",
                 "drift_labels": "model, request_id"}[table]
-        with _transaction(conn):
+        with transaction(conn):
             cursor = conn.execute(
                 f"DELETE FROM {table} WHERE ({keys}) IN"
                 f" (SELECT {keys} FROM {table} WHERE expires_ms <= ? LIMIT ?)",

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import sqlite3
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from storage.cursor import decode_cursor
-from storage.errors import StoreUnavailable
 from storage.records import (
     RecordPage,
     RecordQuery,
@@ -26,6 +20,8 @@ from storage.records import (
     TracePage,
     TraceQuery,
 )
+from storage.sqlite_worker import BACKEND, DEFAULT_PRAGMAS, SqliteWorker, transaction
+from storage.sqlite_worker import now_ms as _now_ms
 from storage.traces import sqlite_schema as schema
 from storage.traces.query import encode_next_cursor, locate_start
 from storage.traces.sqlite_incidents import link_incident
@@ -33,50 +29,12 @@ from storage.traces.sqlite_listing import LISTING_INDEXES, select_records
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-BACKEND = "sqlite"
-# Writers from another process (a CLI beside the service) wait this long for the lock.
-BUSY_TIMEOUT_S = 5.0
 # SQLite caps bound parameters per statement; chunk IN lists well below the cap.
 IN_CHUNK = 500
 # Rows deleted per purge transaction, so a big purge never holds the writer for long.
 PURGE_CHUNK = 2000
 # Free pages returned to the file system per purge (incremental vacuum), ~4 MB of pages.
 VACUUM_PAGES = 1000
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    # Switching a new file to WAL needs an exclusive lock, and SQLite answers BUSY at once
-    # instead of calling the busy handler: connections opening together must retry here.
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front: the duplicate check in add_records and the
-    # insert that follows it must see the same rows, even with another process writing.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        # SQLite already rolled back after some errors (disk full); never leave one open.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 class SqliteTraceStore:
@@ -95,10 +53,17 @@ class SqliteTraceStore:
         self._path = path
         self._trace_ttl_ms = trace_ttl_s * 1000
         self._record_ttl_ms = record_ttl_s * 1000
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whylens-sqlite")
-        # Touched only on the worker thread; opened on first use so construction does no I/O.
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        self._worker = SqliteWorker(
+            path, schema=schema.SCHEMA + LISTING_INDEXES, thread_name="whylens-sqlite",
+            # Must precede the first table: it only takes effect on an empty file.
+            before_wal=("PRAGMA auto_vacuum=INCREMENTAL",),
+            pragmas=(*DEFAULT_PRAGMAS,
+                     # Deleted rows are overwritten with zeros, not left in free pages.
+                     "PRAGMA secure_delete=ON",
+                     # Deleting a trace must delete its incident links (ON DELETE CASCADE).
+                     "PRAGMA foreign_keys=ON"),
+            migrate=schema.migrate, setup=self._opened)
+        self._run = self._worker.run
 
     async def put_traces(self, traces: Sequence[StoredTrace]) -> None:
         """Insert or replace traces (and their incident links) in one transaction."""
@@ -203,64 +168,10 @@ class SqliteTraceStore:
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread; later calls fail."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            # Queued behind every pending job: they finish before the connection closes.
-            await asyncio.wrap_future(self._executor.submit(self._close_connection))
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
-        finally:
-            self._executor.shutdown(wait=False)
+        await self._worker.close()
 
-    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise StoreUnavailable(BACKEND, "the store is closed")
-        try:
-            future = self._executor.submit(self._call, job)
-        except RuntimeError as exc:
-            # The executor refuses work once close() has shut it down.
-            raise StoreUnavailable(BACKEND, "the store is closed") from exc
-        return await asyncio.wrap_future(future)
-
-    def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            if self._conn is None:
-                self._conn = self._open()
-            return job(self._conn)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
-        except OSError as exc:
-            raise StoreUnavailable(BACKEND, f"{self._path}: {exc}") from exc
-
-    def _open(self) -> sqlite3.Connection:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            # Must precede the first table: it only takes effect on an empty file.
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            _enable_wal(conn)
-            # Deleted rows are overwritten with zeros, not left in free pages.
-            conn.execute("PRAGMA secure_delete=ON")
-            # NORMAL under WAL loses at most the last commits on power loss, never integrity.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            # Deleting a trace must delete its incident links (ON DELETE CASCADE).
-            conn.execute("PRAGMA foreign_keys=ON")
-            schema.migrate(conn)
-            conn.executescript(schema.SCHEMA)
-            conn.executescript(LISTING_INDEXES)
-        except BaseException:
-            conn.close()
-            raise
+    def _opened(self, _conn: sqlite3.Connection) -> None:
         logger.info("opened SQLite trace store at %s", self._path)
-        return conn
-
-    def _close_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     def _put_traces(self, traces: list[StoredTrace], conn: sqlite3.Connection) -> None:
         now_ms = _now_ms()
@@ -269,7 +180,7 @@ class SqliteTraceStore:
         rows = [schema.trace_row(t, now_ms + (self._trace_ttl_ms if t.ttl_s is None
                                               else t.ttl_s * 1000))
                 for t in latest.values()]
-        with _transaction(conn):
+        with transaction(conn):
             conn.executemany(schema.UPSERT_TRACE, rows)
             conn.executemany("DELETE FROM trace_incidents WHERE request_id = ?",
                              [(rid,) for rid in latest])
@@ -292,7 +203,7 @@ class SqliteTraceStore:
     def _add_records(self, records: list[StoredRecord],
                      conn: sqlite3.Connection) -> list[StoredRecord | None]:
         now_ms = _now_ms()
-        with _transaction(conn):
+        with transaction(conn):
             kept = self._live_records(conn, {r.request_id for r in records}, now_ms)
             answers: list[StoredRecord | None] = []
             fresh: list[dict[str, Any]] = []
@@ -347,7 +258,7 @@ class SqliteTraceStore:
                          f" (SELECT rowid FROM {table} WHERE expires_ms <= ? LIMIT ?)")
         else:
             raise ValueError(f"unknown table {table}")
-        with _transaction(conn):
+        with transaction(conn):
             cursor = conn.execute(statement, (now_ms, PURGE_CHUNK))
         return cursor.rowcount
 
@@ -360,7 +271,7 @@ class SqliteTraceStore:
     def _retain(self, request_ids: list[str], expires_ms: int,
                 conn: sqlite3.Connection) -> int:
         changed = 0
-        with _transaction(conn):
+        with transaction(conn):
             for offset in range(0, len(request_ids), IN_CHUNK):
                 chunk = request_ids[offset: offset + IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -380,7 +291,7 @@ class SqliteTraceStore:
 
     def _replace_sealed(self, updates: list[SealedUpdate], conn: sqlite3.Connection) -> int:
         changed = 0
-        with _transaction(conn):
+        with transaction(conn):
             for update in updates:
                 changed += conn.execute(
                     "UPDATE records SET sealed_inputs = ? WHERE request_id = ?"
