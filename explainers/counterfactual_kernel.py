@@ -14,42 +14,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from explainers.treeshap_kernel import (
-    MISSING_TO_DEFAULT,
-    ZERO_THRESHOLD,
-    ZERO_TO_DEFAULT,
-    TreeArrays,
-)
+from explainers.treeshap_kernel import TreeArrays, next_node
 
 GRID = 0  # numeric feature: slots are threshold intervals
 CANDIDATES = 1  # categorical feature: slots are the model codes of its categories
 FIXED = -1  # not evaluated (immutable, or never split on)
-
-
-@njit(cache=True, inline="always")
-def _decide(node: int, value: float, trees: TreeArrays) -> int:
-    """The child a value goes to (the same rule as the TreeSHAP kernel's)."""
-    start = trees.category_starts[node]
-    if start >= 0:
-        if np.isnan(value) or value < 0.0:
-            return int(trees.right[node])
-        code = int(value)
-        word = code // 32
-        if word >= trees.category_words[node]:
-            return int(trees.right[node])
-        if (trees.category_bitsets[start + word] >> np.uint32(code % 32)) & np.uint32(1):
-            return int(trees.left[node])
-        return int(trees.right[node])
-    kind = trees.missing_kinds[node]
-    if np.isnan(value):
-        if kind == MISSING_TO_DEFAULT:
-            return int(trees.default[node])
-        value = 0.0
-    if kind == ZERO_TO_DEFAULT and abs(value) <= ZERO_THRESHOLD:
-        return int(trees.default[node])
-    if value <= trees.thresholds[node]:
-        return int(trees.left[node])
-    return int(trees.right[node])
 
 
 @njit(cache=True, inline="always")
@@ -94,7 +63,7 @@ def _grid_walk(x: np.ndarray, start: int, base_leaf: int, feature: int, n_slots:
                 stack[top, 2] = hi
                 top += 1
         else:
-            stack[top, 0] = _decide(node, x[trees.features[node]], trees)
+            stack[top, 0] = next_node(node, x[trees.features[node]], trees)
             stack[top, 1] = lo
             stack[top, 2] = hi
             top += 1
@@ -122,7 +91,7 @@ def _single_moves(X: np.ndarray, roots: np.ndarray, tree_outputs: np.ndarray,
             while trees.left[node] >= 0:
                 path[depth] = node
                 depth += 1
-                node = _decide(node, x[trees.features[node]], trees)
+                node = next_node(node, x[trees.features[node]], trees)
             leaf = node
             if output >= 0:
                 base[s, output] += values[leaf, 0]
@@ -146,7 +115,7 @@ def _single_moves(X: np.ndarray, roots: np.ndarray, tree_outputs: np.ndarray,
                     node = start
                     while trees.left[node] >= 0:
                         g = trees.features[node]
-                        node = _decide(node, code if g == f else x[g], trees)
+                        node = next_node(node, code if g == f else x[g], trees)
                     if node != leaf:
                         _add_leaf(delta[s, first + c], values, node, leaf, output, 1.0)
             for d in range(depth):
