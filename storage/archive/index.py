@@ -9,24 +9,13 @@ a re-explained trace is archived again and its entry moves to the newest object.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import redis.asyncio
-from redis.exceptions import RedisError
 
-from storage.errors import StoreUnavailable
+from storage.redis_errors import redis_errors
 
 BACKEND = "redis archive index"
-
-
-@contextlib.contextmanager
-def redis_errors(backend: str = BACKEND) -> Iterator[None]:
-    """Turn Redis and socket errors into `StoreUnavailable` naming `backend`."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(backend, f"{type(exc).__name__}: {exc}") from exc
 
 
 # Deletes the entry only while it still points where the caller found it dangling: a
@@ -73,12 +62,12 @@ class RedisArchiveIndex:
                 pipe.delete(self.key(request_id))
             else:
                 pipe.set(self.key(request_id), where, pxat=until)
-        with redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def get(self, request_id: str) -> str | None:
         """Return the location of an archived trace, or None."""
-        with redis_errors():
+        with redis_errors(BACKEND):
             value = await self._client.get(self.key(request_id))
         if value is None:
             return None
@@ -86,6 +75,6 @@ class RedisArchiveIndex:
 
     async def forget(self, request_id: str, where: str) -> bool:
         """Delete the entry if it still points at `where`; True when it was deleted."""
-        with redis_errors():
+        with redis_errors(BACKEND):
             deleted = await self._client.eval(_FORGET, 1, self.key(request_id), where)
         return bool(deleted)

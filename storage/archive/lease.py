@@ -12,7 +12,7 @@ import secrets
 
 import redis.asyncio
 
-from storage.archive.index import redis_errors
+from storage.redis_errors import redis_errors
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end

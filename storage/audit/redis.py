@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from collections.abc import Iterator
 
 import redis.asyncio
-from redis.exceptions import RedisError
 
 from storage.audit.records import AuditEntry, AuditEvent, AuditPage, AuditQuery
-from storage.errors import CursorInvalid, StoreUnavailable
+from storage.errors import CursorInvalid
+from storage.redis_errors import redis_errors
 
 BACKEND = "redis"
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
-
-
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
 
 
 class RedisAuditLog:
@@ -48,7 +38,7 @@ class RedisAuditLog:
             "target": event.target, "request_id": event.request_id or "",
             "status": event.status, "detail": json.dumps(event.detail, sort_keys=True),
         }
-        with _redis_errors():
+        with redis_errors(BACKEND):
             entry_id = await self._client.xadd(self._key, fields,  # type: ignore[arg-type]
                                                maxlen=self._max_entries, approximate=True)
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -61,7 +51,7 @@ class RedisAuditLog:
                 raise CursorInvalid(query.cursor)
             upper = f"({query.cursor}"
         lower = "-" if query.since_ms is None else f"{query.since_ms}-0"
-        with _redis_errors():
+        with redis_errors(BACKEND):
             rows = await self._client.xrevrange(self._key, max=upper, min=lower,
                                                 count=query.limit + 1)
         found = list(rows or ())
@@ -71,7 +61,7 @@ class RedisAuditLog:
 
     async def close(self) -> None:
         """Close the client."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await self._client.aclose()
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import redis.asyncio
-from redis.exceptions import RedisError
 
-from storage.errors import StoreUnavailable
+from storage.redis_errors import redis_errors
 from storage.traces.redis_keys import RedisKeys
 
 BACKEND = "redis"
@@ -59,16 +58,12 @@ class RedisExplanationBudget:
         """Take up to `count` tokens from the model's bucket; return how many were granted."""
         if count <= 0:
             return 0
-        try:
+        with redis_errors(BACKEND):
             granted = await self._take(keys=[self._keys.budget(model)],
                                        args=[count, repr(float(rate)), repr(float(capacity))])
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
         return int(granted)
 
     async def close(self) -> None:
         """Close the client."""
-        try:
+        with redis_errors(BACKEND):
             await self._client.aclose()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc

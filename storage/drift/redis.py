@@ -13,14 +13,13 @@ race between replicas), then PEXPIREAT at the bucket's end plus the retention.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import orjson
 import redis.asyncio
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from storage.drift.records import (
     BucketRef,
@@ -30,6 +29,7 @@ from storage.drift.records import (
     is_maximum,
 )
 from storage.errors import StoreUnavailable
+from storage.redis_errors import redis_errors
 
 BACKEND = "redis"
 
@@ -75,14 +75,6 @@ def _part(name: str) -> str:
     return quote(name, safe="")
 
 
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
-
-
 class RedisDriftWindowStore:
     """Drift counters in Redis hashes, aggregated by every replica with atomic increments.
 
@@ -121,7 +113,7 @@ class RedisDriftWindowStore:
                 {name: str(value) for name, value in inc.maxima.items()}])
             calls.append((self.bucket_key(inc.key, inc.bucket),
                            [bucket_expiry_ms(inc.bucket, self._retention_s), packed]))
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await self._evaluate(calls)
 
     async def _evaluate(self, calls: list[tuple[str, list[int | bytes]]]) -> None:
@@ -152,7 +144,7 @@ class RedisDriftWindowStore:
         pipe = self._client.pipeline(transaction=False)
         for bucket in buckets:
             pipe.hgetall(self.bucket_key(key, bucket))
-        with _redis_errors():
+        with redis_errors(BACKEND):
             replies = await pipe.execute()
         merged: dict[str, float] = {}
         for reply in replies:
@@ -174,7 +166,7 @@ class RedisDriftWindowStore:
         if not values:
             return frozenset()
         key = f"{self._tagged(model)}:ds:{_part(dimension)}"
-        with _redis_errors():
+        with redis_errors(BACKEND):
             reply = await self._admit(keys=[key], args=[
                 cap, self._retention_s * 1000, *dict.fromkeys(values)])
         return frozenset(v.decode() if isinstance(v, bytes) else str(v) for v in reply)
@@ -187,7 +179,7 @@ class RedisDriftWindowStore:
         for request_id in request_ids:
             pipe.set(f"{self._tagged(model)}:dl:{request_id}", b"1", nx=True,
                      ex=self._retention_s)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             replies = await pipe.execute()
         claimed = []
         seen: set[str] = set()
@@ -199,7 +191,7 @@ class RedisDriftWindowStore:
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` when Redis does not answer."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await self._client.ping()
 
     async def close(self) -> None:

@@ -18,22 +18,20 @@ IDs are percent-encoded in key names.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 import redis.asyncio
-from redis.exceptions import RedisError
 
 from storage.cursor import decode_cursor, encode_cursor
-from storage.errors import StoreUnavailable
 from storage.incidents.records import (
     AttachedPage,
     AttachedRequest,
     StoredIncident,
     StoredJob,
 )
+from storage.redis_errors import redis_errors
 from storage.traces.redis_index import RESUME_AFTER_MEMBER, IndexScanner, IndexWindow, reply_bytes
 
 BACKEND = "redis"
@@ -64,14 +62,6 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
 return ids
 """
-
-
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _part(name: str) -> str:
@@ -106,7 +96,7 @@ class RedisIncidentStore:
 
     async def create_incident(self, incident: StoredIncident) -> bool:
         """Insert the incident; False when its ID is taken."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             created = await self._create(
                 keys=[self._key("i", incident.incident_id), self._key("all"),
                       self._key("open")],
@@ -116,14 +106,14 @@ class RedisIncidentStore:
 
     async def get_incident(self, incident_id: str) -> StoredIncident | None:
         """Return the incident, or None."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             value = reply_bytes(await self._client.get(self._key("i", incident_id)))
         return None if value is None else StoredIncident.from_json(value)
 
     async def list_incidents(self, *, open_only: bool = False,
                              limit: int = 100) -> list[StoredIncident]:
         """Return incidents newest first (only open ones with `open_only`)."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             if open_only:
                 ids = _texts(await self._client.smembers(self._key("open")))
             else:
@@ -141,7 +131,7 @@ class RedisIncidentStore:
             pipe.sadd(self._key("open"), incident.incident_id)
         else:
             pipe.srem(self._key("open"), incident.incident_id)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def attach_requests(self, incident_id: str, request_ids: Sequence[str], *,
@@ -149,7 +139,7 @@ class RedisIncidentStore:
         """Attach request IDs (the first attachment time stands); return how many were new."""
         if not request_ids:
             return 0
-        with _redis_errors():
+        with redis_errors(BACKEND):
             added = await self._client.zadd(self._key("att", incident_id),
                                             dict.fromkeys(request_ids, attached_ms), nx=True)
         return int(added or 0)
@@ -163,7 +153,7 @@ class RedisIncidentStore:
         key = self._key("att", incident_id)
         scanner = IndexScanner(self._client, key, resume=self._resume,
                                window=IndexWindow(None, None))
-        with _redis_errors():
+        with redis_errors(BACKEND):
             step = await scanner.chunk_after(start, limit + 1)
             total = int(await self._client.zcard(key))
         items = [AttachedRequest(c.request_id, c.event_ms) for c in step.candidates[:limit]]
@@ -174,7 +164,7 @@ class RedisIncidentStore:
 
     async def enqueue_job(self, job: StoredJob, payload: bytes | None) -> StoredJob:
         """Insert the job unless its ID exists; return the stored job either way."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             existing = await self._enqueue(
                 keys=[self._key("job", job.job_id), self._key("payload", job.job_id),
                       self._key("due"), self._key("jobs", job.incident_id)],
@@ -185,7 +175,7 @@ class RedisIncidentStore:
 
     async def claim_jobs(self, *, now_ms: int, lease_ms: int, limit: int) -> list[StoredJob]:
         """Return due unfinished jobs, pushing their due time to the end of the lease."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             ids = _texts(await self._claim(keys=[self._key("due")],
                                            args=[now_ms, now_ms + lease_ms, limit]))
             if not ids:
@@ -202,12 +192,12 @@ class RedisIncidentStore:
             pipe.delete(self._key("payload", job.job_id))
         else:
             pipe.zadd(self._key("due"), {job.job_id: job.due_ms})
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def jobs_of(self, incident_id: str) -> list[StoredJob]:
         """Return the incident's jobs, oldest first."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             ids = _texts(await self._client.zrange(self._key("jobs", incident_id), 0, -1))
             if not ids:
                 return []
@@ -216,15 +206,15 @@ class RedisIncidentStore:
 
     async def job_payload(self, job_id: str) -> bytes | None:
         """Return the job's payload (None once finished, or when it had none)."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             return reply_bytes(await self._client.get(self._key("payload", job_id)))
 
     async def ping(self) -> None:
         """Round-trip a PING."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await self._client.ping()
 
     async def close(self) -> None:
         """Close the client."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await self._client.aclose()

@@ -16,30 +16,21 @@ raises its delivery count, which bounds how often a poison entry is retried.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from storage.errors import StoreUnavailable
+from storage.redis_errors import redis_errors
 
 BACKEND = "redis queue"
 # Recorded errors outlive any sane retry schedule, then go with the key.
 ERRORS_TTL_S = 7 * 86400
 MAX_ERROR_CHARS = 1000
 TRANSIENT_PREFIX = "transient: "
-
-
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _text(value: object) -> str:
@@ -124,7 +115,7 @@ class RedisStream:
 
     async def ensure_group(self) -> None:
         """Create the stream and its group (from the first entry) unless they exist."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             try:
                 await self._client.xgroup_create(self.keys.stream, self.group, id="0",
                                                  mkstream=True)
@@ -140,13 +131,13 @@ class RedisStream:
         for entry in entries:
             pipe.xadd(self.keys.stream, _encodable(entry), maxlen=self._max_length,
                       approximate=True)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             ids = await pipe.execute()
         return [_text(entry_id) for entry_id in ids]
 
     async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Delivery]:
         """Return up to `count` never-delivered entries, waiting up to `block_ms` for one."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             try:
                 reply = await self._read(consumer, count, block_ms)
             except ResponseError as exc:
@@ -171,7 +162,7 @@ class RedisStream:
         Successive calls walk the pending list from where the previous one stopped, so a
         long list is covered in bounded steps.
         """
-        with _redis_errors():
+        with redis_errors(BACKEND):
             reply = await self._client.xautoclaim(self.keys.stream, self.group, consumer,
                                                   min_idle_ms, start_id=self._claim_cursor,
                                                   count=count)
@@ -202,7 +193,7 @@ class RedisStream:
         pipe = self._client.pipeline(transaction=False)
         pipe.xack(self.keys.stream, self.group, *entry_ids)
         pipe.hdel(self.keys.errors, *entry_ids)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def record_error(self, entry_id: str, error: str, *, transient: bool) -> None:
@@ -211,7 +202,7 @@ class RedisStream:
         pipe = self._client.pipeline(transaction=False)
         pipe.hset(self.keys.errors, entry_id, text)
         pipe.expire(self.keys.errors, ERRORS_TTL_S)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def dead_letter(self, delivery: Delivery, *, error: str, consumer: str) -> None:
@@ -224,12 +215,12 @@ class RedisStream:
                   approximate=True)
         pipe.xack(self.keys.stream, self.group, delivery.entry_id)
         pipe.hdel(self.keys.errors, delivery.entry_id)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def dead_letters(self, count: int) -> list[Delivery]:
         """Return the oldest dead-lettered entries (fields include `error`)."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             items = await self._client.xrange(self.keys.dead, count=count)
         return [Delivery(_text(i), _fields(v), int(_fields(v).get("deliveries", "0")))
                 for i, v in items or ()]
@@ -238,7 +229,7 @@ class RedisStream:
         """Put dead-lettered entries back on the stream (fresh delivery count); return how many."""
         moved = 0
         for entry_id in entry_ids:
-            with _redis_errors():
+            with redis_errors(BACKEND):
                 items = await self._client.xrange(self.keys.dead, entry_id, entry_id)
                 if not items:
                     continue
@@ -255,7 +246,7 @@ class RedisStream:
 
     async def forget_consumer(self, consumer: str) -> bool:
         """Remove a consumer from the group if it holds nothing; tell whether it was removed."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             try:
                 consumers = await self._client.xinfo_consumers(self.keys.stream, self.group)
             except ResponseError:
@@ -270,7 +261,7 @@ class RedisStream:
     async def prune_consumers(self, *, idle_ms: int) -> int:
         """Delete consumers idle longer than `idle_ms` that hold no entries (dead workers)."""
         removed = 0
-        with _redis_errors():
+        with redis_errors(BACKEND):
             try:
                 consumers = await self._client.xinfo_consumers(self.keys.stream, self.group)
             except ResponseError:
@@ -285,7 +276,7 @@ class RedisStream:
     async def stats(self) -> QueueStats:
         """Length, pending, lag and the ages of the oldest undelivered and pending entries."""
         now_ms = time.time_ns() // 1_000_000
-        with _redis_errors():
+        with redis_errors(BACKEND):
             length, dead = await self._lengths()
             group = await self._group_info()
             if group is None:

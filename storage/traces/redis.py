@@ -8,15 +8,13 @@ one round trip.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import redis.asyncio
-from redis.exceptions import RedisError
 
 from storage.errors import StoreUnavailable
 from storage.records import (
@@ -30,6 +28,7 @@ from storage.records import (
     TracePage,
     TraceQuery,
 )
+from storage.redis_errors import redis_errors
 from storage.traces.packing import (
     PackingError,
     pack_record,
@@ -86,14 +85,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(BACKEND, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _now_ms() -> int:
@@ -158,12 +149,12 @@ class RedisTraceStore:
             # NX then GT: a shorter per-model retention never shortens a shared index.
             pipe.expire(index, index_ttl[index], nx=True)
             pipe.expire(index, index_ttl[index], gt=True)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def get_trace(self, request_id: str) -> StoredTrace | None:
         """Return the trace, or None when unknown or expired."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             owner = reply_bytes(await self._client.get(self._keys.lookup(request_id)))
             if owner is None:
                 return None
@@ -188,7 +179,7 @@ class RedisTraceStore:
         wanted = query.limit + 1
         found: list[StoredTrace] = []
         stale: list[str] = []
-        with _redis_errors():
+        with redis_errors(BACKEND):
             while len(found) < wanted:
                 count = wanted - len(found)
                 count = min(max(count, FILTERED_CHUNK) if filtered else count, MAX_CHUNK)
@@ -278,7 +269,7 @@ class RedisTraceStore:
         queue_record_index(pipe, self._keys, records,
                            trim_below_ms=_now_ms() - self._index_horizon_ms,
                            ttl_s=max(self._record_ttl_s, *(r.ttl_s or 0 for r in records)))
-        with _redis_errors():
+        with redis_errors(BACKEND):
             replies = await pipe.execute()
         earlier: dict[int, tuple[bytes, bytes]] = {}
         for indexes, found in zip(by_model.values(),
@@ -315,7 +306,7 @@ class RedisTraceStore:
             else:
                 pipe.get(self._keys.record(owner, record.request_id))
                 pipe.get(self._keys.sealed(owner, record.request_id))
-        with _redis_errors():
+        with redis_errors(BACKEND):
             flat = await pipe.execute()
         replies = list(zip(flat[::2], flat[1::2], strict=True))
         repair = self._client.pipeline(transaction=False)
@@ -337,7 +328,7 @@ class RedisTraceStore:
             logger.warning("request ID %s logged for model %s was first seen with model %s",
                            record.request_id, record.model, owner)
         if len(repair):
-            with _redis_errors():
+            with redis_errors(BACKEND):
                 await repair.execute()
         # A repeat later in the batch was answered with the stray record just deleted.
         for index, answer in enumerate(answers):
@@ -346,7 +337,7 @@ class RedisTraceStore:
 
     async def get_record(self, request_id: str) -> StoredRecord | None:
         """Return the logged record, or None when unknown or past retention."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             owner = reply_bytes(await self._client.get(self._keys.lookup(request_id)))
             if owner is None:
                 return None
@@ -373,7 +364,7 @@ class RedisTraceStore:
         """
         if not request_ids:
             return 0
-        with _redis_errors():
+        with redis_errors(BACKEND):
             owners = await self._client.mget([self._keys.lookup(r) for r in request_ids])
             pipe = self._client.pipeline(transaction=False)
             held: list[str] = []
@@ -398,7 +389,7 @@ class RedisTraceStore:
     async def scan_sealed_inputs(self, cursor: str | None, *, limit: int) -> SealedPage:
         """Return sealed inputs of one SCAN step (possibly none) and the next cursor."""
         position = 0 if cursor is None else int(cursor)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             position, keys = await self._client.scan(
                 position, match=self._keys.sealed_pattern(), count=limit)
             pipe = self._client.pipeline(transaction=False)
@@ -421,7 +412,7 @@ class RedisTraceStore:
         for update in updates:
             await self._replace_sealed(keys=[self._keys.sealed(update.model, update.request_id)],
                                        args=[update.old, update.new], client=pipe)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             replies = await pipe.execute()
         return sum(int(reply) for reply in replies)
 
@@ -433,12 +424,12 @@ class RedisTraceStore:
 
     async def list_records(self, query: RecordQuery) -> RecordPage:
         """Return one model's live records newest first (event time, then request ID)."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             return await list_records(self._client, self._keys, self._resume, query)
 
     async def attach_incident(self, incident_id: str, request_ids: Sequence[str]) -> list[str]:
         """Link existing traces to an incident and hold them; return the linked IDs."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             return await link_incident(self._client, self._keys, incident_id, request_ids)
 
     async def release_incident(self, incident_id: str, models: Sequence[str], *,
@@ -449,15 +440,15 @@ class RedisTraceStore:
         pipe = self._client.pipeline(transaction=False)
         for key in sorted(keys):
             pipe.pexpireat(key, until_ms)
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await pipe.execute()
 
     async def ping(self) -> None:
         """Round-trip a PING."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await self._client.ping()
 
     async def close(self) -> None:
         """Close the client and its connections."""
-        with _redis_errors():
+        with redis_errors(BACKEND):
             await self._client.aclose()
