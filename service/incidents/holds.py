@@ -7,6 +7,7 @@ and sealed inputs are never held: they keep their own retention.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -107,8 +108,8 @@ async def settle_linked(runtime: Runtime, incident: StoredIncident | None,
         return
     resolver = HoldResolver(runtime)
     resolver.remember(incident)
-    traces = [t for t in [await runtime.traces.get_trace(r) for r in request_ids]
-              if t is not None]
+    found = await asyncio.gather(*(runtime.traces.get_trace(r) for r in request_ids))
+    traces = [t for t in found if t is not None]
     await settle_holds(resolver, traces)
     until = await resolver.until_ms([incident.incident_id])
     if until is not None and until != _UNHELD:
