@@ -5,19 +5,10 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-
 from storage.audit.redis import RedisAuditLog
 from storage.audit.sqlite import SqliteAuditLog
 from storage.errors import UnsupportedStoreUrl
-from storage.trace_factory import (
-    REDIS_CONNECT_TIMEOUT_S,
-    REDIS_HEALTH_CHECK_S,
-    REDIS_RETRIES,
-    REDIS_SOCKET_TIMEOUT_S,
-)
+from storage.redis_client import open_redis_client
 
 _SQLITE_PREFIX = "sqlite:///"
 
@@ -37,11 +28,7 @@ def _open_sqlite(url: str, *, key_prefix: str, max_entries: int) -> SqliteAuditL
 
 
 def _open_redis(url: str, *, key_prefix: str, max_entries: int) -> RedisAuditLog:
-    client = redis.asyncio.Redis.from_url(
-        url, decode_responses=False, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S, health_check_interval=REDIS_HEALTH_CHECK_S,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), REDIS_RETRIES),
-    )
+    client = open_redis_client(url)
     return RedisAuditLog(client, key_prefix=key_prefix, max_entries=max_entries)
 
 

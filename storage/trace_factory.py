@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-
 from storage.errors import UnsupportedStoreUrl
+from storage.redis_client import open_redis_client
 from storage.traces.redis import RedisTraceStore
 from storage.traces.sqlite import SqliteTraceStore
 
@@ -20,13 +17,6 @@ class TraceStoreOpener(Protocol):
     def __call__(self, url: str, *, key_prefix: str, trace_ttl_s: int,
                  record_ttl_s: int) -> SqliteTraceStore | RedisTraceStore: ...
 
-
-# A store that does not answer must fail the request quickly (503 and the spool take
-# over), not hang the ingest path: short timeouts and two quick retries.
-REDIS_CONNECT_TIMEOUT_S = 2.0
-REDIS_SOCKET_TIMEOUT_S = 5.0
-REDIS_RETRIES = 2
-REDIS_HEALTH_CHECK_S = 30
 
 _SQLITE_PREFIX = "sqlite:///"
 
@@ -44,11 +34,7 @@ def _open_sqlite(url: str, *, key_prefix: str, trace_ttl_s: int,
 def _open_redis(url: str, *, key_prefix: str, trace_ttl_s: int,
                 record_ttl_s: int) -> RedisTraceStore:
     # Creating the client does no I/O; the first command connects.
-    client = redis.asyncio.Redis.from_url(
-        url, decode_responses=False, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S, health_check_interval=REDIS_HEALTH_CHECK_S,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), REDIS_RETRIES),
-    )
+    client = open_redis_client(url)
     return RedisTraceStore(client, key_prefix=key_prefix, trace_ttl_s=trace_ttl_s,
                            record_ttl_s=record_ttl_s)
 
