@@ -60,12 +60,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_service(env: dict[str, str]) -> Iterator[str]:
-    """Run `whylens serve` in a subprocess on loopback; yield its base URL."""
+def running_service(env: dict[str, str], *,
+                    command: tuple[str, ...] = ("service.cli", "serve")) -> Iterator[str]:
+    """Run `whylens serve` (or another module answering /readyz) on loopback; yield its URL."""
     port = free_port()
     full_env = {**os.environ, "WHYLENS_AUTH": "off", "WHYLENS_LOG_LEVEL": "WARNING", **env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=full_env,
+        [sys.executable, "-m", *command, "--port", str(port)], env=full_env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"

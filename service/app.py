@@ -15,6 +15,7 @@ from service.drift.metrics import DriftMetrics
 from service.drift.tasks import start_drift_tasks, stop_drift_tasks
 from service.drift.windows import DriftWindows
 from service.errors import ServiceError, StartupRefused
+from service.heap import freeze_heap
 from service.incidents.background import start_incident_tasks, stop_incident_tasks
 from service.incidents.state import IncidentMetrics, IncidentRuntime
 from service.keys_cli import master_key_of
@@ -155,6 +156,7 @@ async def preload(runtime: Runtime) -> None:
             except (ServiceError, StorageError, ExplainerError):
                 # One broken version must not stop start-up; /readyz reports it.
                 logger.exception("cannot preload %s@%s", name, alias)
+    freeze_heap("preload")
 
 
 async def _purge_periodically(store: ExpiringStore, interval_s: int) -> None:

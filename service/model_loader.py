@@ -14,6 +14,7 @@ from explainers.registry import LINEAR_KERNEL, build_explainable
 from explainers.tree_linear import memory_budget
 from explainers.types import FeatureKind, FeatureSpec, FloatMatrix, ModelSchema, Task
 from service.errors import ModelUnavailable, ModelUnknown, VersionUnknown
+from service.heap import freeze_heap
 from service.validation import FeatureRule, feature_rules
 from storage.catalog import ModelCatalog
 from storage.errors import StorageError, StoreUnavailable
@@ -186,6 +187,8 @@ class ModelLoader:
                 self._ready[key] = ready
                 logger.info("loaded %s in %.0f ms (%s)", ready.label, ready.load_ms,
                             ready.explainer.method)
+                # Loaded models live as long as the process (nothing unloads them).
+                freeze_heap(ready.label)
         return ready
 
     async def _load(self, name: str, version: str) -> ReadyModel:
