@@ -67,7 +67,9 @@ def api_routes(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[
 
 def needs_key(dependant: Dependant) -> bool:
     """Tell whether a route's dependency tree authenticates the caller."""
-    return dependant.call is authenticate or any(needs_key(d) for d in dependant.dependencies)
+    call = dependant.call
+    return call is authenticate or getattr(call, "authenticates", False) or any(
+        needs_key(d) for d in dependant.dependencies)
 
 
 def _openapi_builder(app: FastAPI) -> Callable[[], dict[str, Any]]:

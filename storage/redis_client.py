@@ -35,8 +35,9 @@ class _HiredisPacking(AbstractConnection):
 
     def pack_command(self, *args: Any) -> list[bytes]:
         first = args[0]
-        if not (isinstance(first, bytes | str) and (b" " if isinstance(first, bytes)
-                                                     else " ") not in first):
+        plain_name = (" " not in first if isinstance(first, str)
+                      else b" " not in first if isinstance(first, bytes) else False)
+        if not plain_name:
             return super().pack_command(*args)
         try:
             return [hiredis.pack_command(args)]

@@ -13,16 +13,13 @@ from typing import Any
 import orjson
 
 from explainers.drift_rules import DRIFT
-from explainers.drift_stats import baseline_percentile
 from service.drift.queries import LATEST_MS, TRAINING, window_report
 from service.drift.windows import trailing_span
 from service.errors import ServiceError
-from service.model_loader import ReadyModel
 from service.runtime import Runtime
 from service.validation import parse_time
 from storage.drift.records import ALL_RECORDS
 from storage.errors import StorageError
-from storage.manifest import CategoricalBaseline, NumericBaseline
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +67,7 @@ async def drift_block(runtime: Runtime, document: dict[str, Any]) -> dict[str, A
     report = await runtime.drift.remember(
         ("trace", ready.manifest.name, ready.manifest.version, ready.manifest_sha256, span),
         compute)
+    positions = runtime.drift.positions(ready)
     explanation = document.get("explanation") or {}
     attributions = explanation.get("attributions") or {}
     order = sorted(report["features"], key=lambda f: -_magnitude(attributions.get(f)))
@@ -77,12 +75,12 @@ async def drift_block(runtime: Runtime, document: dict[str, Any]) -> dict[str, A
     features = {}
     for name in order:
         entry = dict(report["features"][name])
-        entry.update(_position(ready, name, values.get(name)))
+        entry.update(positions.of(name, values.get(name)))
         features[name] = entry
     top = [t.get("feature") for t in explanation.get("top") or [] if isinstance(t, dict)]
     prediction = dict(report["prediction"])
     score = ((document.get("prediction") or {}).get("recomputed") or {}).get("score")
-    prediction["baseline_percentile"] = _score_percentile(ready, score)
+    prediction["baseline_percentile"] = positions.score(score)
     return {
         "window": report["window"], "baseline": TRAINING, "features": features,
         "prediction": prediction,
@@ -95,32 +93,3 @@ def _magnitude(value: object) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return abs(float(value))
     return -1.0
-
-
-def _position(ready: ReadyModel, name: str, value: object) -> dict[str, Any]:
-    """The decision's own value against the baseline; withheld for masked features."""
-    profile = ready.manifest.baseline.features.get(name)
-    if name in ready.masker.masked_features or value is None:
-        key = "baseline_frequency" if isinstance(profile, CategoricalBaseline) \
-            else "baseline_percentile"
-        return {key: None}
-    if isinstance(profile, NumericBaseline):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return {"baseline_percentile": None}
-        edges = profile.fine_edges or profile.edges
-        proportions = profile.fine_proportions or profile.proportions
-        share = baseline_percentile(edges, proportions, float(value))
-        return {"baseline_percentile": None if math.isnan(share) else round(share, 4)}
-    if isinstance(profile, CategoricalBaseline):
-        text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-        return {"baseline_frequency": profile.frequencies.get(text)}
-    return {}
-
-
-def _score_percentile(ready: ReadyModel, score: object) -> float | None:
-    if isinstance(score, bool) or not isinstance(score, int | float):
-        return None
-    baseline = ready.manifest.baseline.score
-    share = baseline_percentile(baseline.fine_edges or baseline.edges,
-                                baseline.fine_proportions or baseline.proportions, float(score))
-    return None if math.isnan(share) else round(share, 4)

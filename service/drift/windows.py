@@ -16,6 +16,7 @@ import numpy as np
 from explainers.drift_rules import DriftThresholds
 from service.drift.layout import SegmentCodes, WindowLayout
 from service.drift.metrics import DriftMetrics
+from service.drift.positions import BaselinePositions
 from service.model_loader import ReadyModel
 from service.settings import DriftSettings
 from service.validation import Envelope
@@ -94,6 +95,7 @@ class DriftWindows:
         self.settings = settings
         self.metrics = metrics
         self._layouts: dict[tuple[str, str, str], WindowLayout] = {}
+        self._positions: dict[tuple[str, str, str], BaselinePositions] = {}
         self._segments: dict[tuple[str, str], tuple[float, set[str], set[str]]] = {}
         self._reads: OrderedDict[tuple[object, ...], tuple[float, dict[str, float]]] = \
             OrderedDict()
@@ -110,6 +112,15 @@ class DriftWindows:
         if layout is None:
             layout = self._layouts[key] = WindowLayout(ready.manifest)
         return layout
+
+    def positions(self, ready: ReadyModel) -> BaselinePositions:
+        """The baseline positions table of a loaded version (trace drift blocks)."""
+        key = (ready.manifest.name, ready.manifest.version, ready.manifest_sha256)
+        positions = self._positions.get(key)
+        if positions is None:
+            positions = self._positions[key] = BaselinePositions(
+                ready.manifest, ready.masker.masked_features)
+        return positions
 
     async def record(self, items: Sequence[tuple[ReadyModel, Envelope]]) -> None:
         """Queue new records for counting; the caller never waits for the drift store.
