@@ -36,9 +36,9 @@ from explainers.drift_rules import (
     judge_labels,
 )
 from explainers.drift_stats import (
+    BaselineCdf,
     CategoricalProfile,
     NumericProfile,
-    baseline_percentile,
     calibration_error,
     chi_square_p,
     excess_rate_p,
@@ -96,6 +96,7 @@ from explainers.types import (
 
 __all__ = [
     "AdditivityViolation",
+    "BaselineCdf",
     "BinnedDistribution",
     "CategoricalProfile",
     "CategoryValue",
@@ -148,7 +149,6 @@ __all__ = [
     "TreeEnsembleExplainer",
     "UnsupportedModel",
     "Verdict",
-    "baseline_percentile",
     "bin_distribution",
     "build_counterfactual_searcher",
     "build_explainable",

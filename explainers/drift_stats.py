@@ -248,10 +248,12 @@ def calibration_error(counts: FloatVector, positives: FloatVector,
 
 
 class BaselineCdf:
-    """`baseline_percentile` of one binned baseline, with its prefix sums taken once.
+    """Share of a binned baseline below a value (uniform within a bin; 0 or 1 outside).
 
-    The trace drift block asks it for every feature of every trace read; summing the
-    bins below the value on each call was most of the block's cost.
+    Built once per model version: the trace drift block asks it for every feature of
+    every trace read, and summing the bins below the value on each call was most of the
+    block's cost. Plain Python on purpose: numpy's per-call overhead on a few dozen
+    edges cost ten times the arithmetic.
     """
 
     __slots__ = ("_below", "_edges", "_proportions")
@@ -259,11 +261,10 @@ class BaselineCdf:
     def __init__(self, edges: Sequence[float], proportions: Sequence[float]) -> None:
         self._edges = list(edges)
         self._proportions = list(proportions)
-        # the same fsum of the same bins as baseline_percentile, so the same float
         self._below = [math.fsum(self._proportions[:j]) for j in range(len(self._proportions))]
 
     def share_below(self, value: float) -> float:
-        """Share of the baseline below `value`, exactly as `baseline_percentile`."""
+        """Share of the baseline at or below `value`; NaN without bins or for NaN/inf."""
         edges = self._edges
         if len(edges) < 2 or not math.isfinite(value):
             return math.nan
@@ -275,20 +276,3 @@ class BaselineCdf:
         width = edges[j + 1] - edges[j]
         within = (value - edges[j]) / width if width > 0 else 1.0
         return float(self._below[j] + self._proportions[j] * within)
-
-
-def baseline_percentile(edges: Sequence[float], proportions: Sequence[float],
-                        value: float) -> float:
-    """Share of the baseline below `value` (uniform within a bin; 0 or 1 outside)."""
-    # Plain Python on purpose: it runs per feature on every trace read, where numpy's
-    # per-call overhead on a few dozen edges cost ten times the arithmetic.
-    if len(edges) < 2 or not math.isfinite(value):
-        return math.nan
-    if value <= edges[0]:
-        return 0.0
-    if value >= edges[-1]:
-        return 1.0
-    j = bisect.bisect_right(edges, value) - 1
-    width = edges[j + 1] - edges[j]
-    within = (value - edges[j]) / width if width > 0 else 1.0
-    return float(math.fsum(proportions[:j]) + proportions[j] * within)

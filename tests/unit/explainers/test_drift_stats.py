@@ -15,7 +15,7 @@ from explainers.drift_binned import (
 )
 from explainers.drift_stats import (
     PSI_EPSILON,
-    baseline_percentile,
+    BaselineCdf,
     calibration_error,
     chi_square_p,
     excess_rate_p,
@@ -135,10 +135,11 @@ def test_baseline_percentile_follows_the_empirical_cdf() -> None:
     sample = np.random.default_rng(6).gamma(2.0, 3.0, 20_000)
     profile = profile_numeric(sample)
     for value in np.quantile(sample, [0.01, 0.1, 0.37, 0.5, 0.93, 0.999]):
-        ours = baseline_percentile(profile.fine_edges, profile.fine_proportions, value)
+        ours = BaselineCdf(profile.fine_edges, profile.fine_proportions).share_below(value)
         assert ours == pytest.approx(np.mean(sample < value), abs=0.003)
-    assert baseline_percentile(profile.edges, profile.proportions, -1.0) == 0.0
-    assert baseline_percentile(profile.edges, profile.proportions, 1e9) == 1.0
+    coarse = BaselineCdf(profile.edges, profile.proportions)
+    assert coarse.share_below(-1.0) == 0.0
+    assert coarse.share_below(1e9) == 1.0
 
 
 def test_profile_edges_nest_and_discrete_values_get_their_own_bins() -> None:
