@@ -41,8 +41,8 @@ test: services lint
 	WHYLENS_TEST_REDIS_URL="$(REDIS_URL)" $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 bench: services
-	$(PY) bench/explain_latency.py
-	$(PY) bench/drift.py
+	$(PY) -m bench.explain_latency
+	$(PY) -m bench.drift
 
 clean:
 	rm -rf $(VENV) .whylens .pytest_cache .mypy_cache .ruff_cache
