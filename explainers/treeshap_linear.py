@@ -64,6 +64,7 @@ class LinearTrees(NamedTuple):
     split_offsets: np.ndarray  # int64 (n_trees + 1,): first split record of each tree
     split_floats: np.ndarray  # float64: split records (treeshap_tables.SPLIT_RECORD) ...
     split_ints: np.ndarray  # int32: ... and the same buffer read as int32
+    tree_categorical: np.ndarray  # bool (n_trees,): a linear tree with a categorical split
     gl_nodes: np.ndarray  # float64 (max N + 1, max N): row N holds the N nodes on [0, 1]
     gl_weights: np.ndarray  # float64: matching weights (summing to 1)
     gl_cold: np.ndarray  # float64: -w / (1 - t), the term of an edge the row does not take
@@ -106,40 +107,45 @@ _FLAG_BITS = 3
 _CATEGORICAL = 3
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _forward(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees, scales: np.ndarray,
-             s: Scratch) -> None:
-    # C[i] = product of the path's factors at node i (times v at a leaf), P[i] = weighted
-    # edge term into i, Q[i] = 1 / the factor of the edge into a hot node i (its
-    # successor's old factor), Z[i] = the zero fraction of i's edge feature down to i.
-    # One split record per step: the fields the pass needs sit in 40 contiguous bytes.
-    n_points = lt.tree_points[t]
-    ts = lt.gl_nodes[n_points]
-    ws = lt.gl_weights[n_points]
-    cold_terms = lt.gl_cold[n_points]
-    # arrays out of the tuples once per tree (see takes_left)
-    floats, ints = lt.split_floats, lt.split_ints
-    C, P, Q, Z, ones, live = s.C, s.P, s.Q, s.Z, s.ones, s.live
+@njit(cache=True, nogil=True)
+def _decide_categorical(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees,
+                        decided: np.ndarray) -> None:
+    # Categorical splits decide before the forward pass, out of its loop: next_node's
+    # reads of `trees` inside the loop cost a third of a row even where never taken.
+    ints = lt.split_ints
+    first = lt.split_offsets[t]
+    for j in range(lt.split_offsets[t + 1] - first):
+        f = (first + j) * _RECORD
+        code = ints[2 * f + 9]
+        if code & 3 == _CATEGORICAL:
+            n = lt.tree_starts[t] + ints[2 * f + 6]
+            decided[j] = next_node(n, x[code >> _FLAG_BITS], trees) == n + 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _forward(x: np.ndarray, first: int, stop: int, ts: np.ndarray, ws: np.ndarray,
+             cold_terms: np.ndarray, floats: np.ndarray, ints: np.ndarray,
+             scales: np.ndarray, C: np.ndarray, P: np.ndarray, Q: np.ndarray, Z: np.ndarray,
+             ones: np.ndarray, live: np.ndarray, decided: np.ndarray) -> None:
+    # Split records [first, stop) of one tree. C[i] = product of the path's factors at
+    # node i (times v at a leaf), P[i] = weighted edge term into i, Q[i] = 1 / the factor
+    # of the edge into a hot node i (its successor's old factor), Z[i] = the zero fraction
+    # of i's edge feature down to i. ts, ws, cold_terms: the tree's Gauss-Legendre row.
+    n_points = ts.shape[0]
     unit = Q.shape[0] - 1  # old factor, fraction and liveness of a feature's first edge
     for k in range(n_points):
         C[0, k] = 1.0
-    first = lt.split_offsets[t]
-    for j in range(lt.split_offsets[t + 1] - first):
+    for j in range(stop - first):
         f = (first + j) * _RECORD
         i = ints[2 * f + 6]
         right = ints[2 * f + 7]
         before = ints[2 * f + 8]
         code = ints[2 * f + 9]
-        value = x[code >> _FLAG_BITS]
         kind = code & 3
-        if kind == _CATEGORICAL:
-            n = lt.tree_starts[t] + i
-            left = int(next_node(n, value, trees) == n + 1)
-        else:
-            left = goes_left(value, floats[f], kind, (code >> 2) & 1)
+        numeric = goes_left(x[code >> _FLAG_BITS], floats[f], kind, (code >> 2) & 1)
+        left = decided[j] if kind == _CATEGORICAL else numeric
         # everything below indexes by `left` (0/1) instead of branching on it: the row's
-        # direction is a coin flip to the branch predictor, and mispredictions were about
-        # a third of a row's time (LLVM turned the selects back into branches)
+        # direction is a coin flip to the branch predictor
         hot = right + left * (i + 1 - right)
         cold = i + 1 + right - hot
         old = unit if before < 0 else before
@@ -156,34 +162,37 @@ def _forward(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees, scales: 
         Z[cold] = z_cold
         v_hot = scales[2 * (first + j) + 1 - left]
         v_cold = scales[2 * (first + j) + left]
-        # A row that already left this feature's path (not hot_before) only shrinks the
-        # factor by the cover ratio, and the edge's term cancels (P is then unused: the
-        # backward pass multiplies it by live = 0). lv selects by arithmetic: 1 * a + 0 * b
-        # is exactly a for finite b, and both are finite.
+        # A live edge multiplies the parent's product by v (z + (1 - z) t) / old factor
+        # (hot) or v z (1 - t) / old factor (cold). A row that already left this feature's
+        # path (dead edge) only shrinks it by v times the cover ratio, and the edge's term
+        # cancels (P is then unused: the backward pass multiplies it by live = 0). Live or
+        # dead selects by arithmetic, not a branch: 1 * a + 0 * b is exactly a for finite b.
         lv = 1.0 if hot_before else 0.0
         dv = 1.0 - lv
-        # a feature's first edge has z_old = 1 and old factor 1: its old term is exactly 0
+        hot_a = v_hot * (lv * z_hot + dv * e_hot)
+        hot_b = lv * v_hot * (1.0 - z_hot)
+        cold_a = v_cold * (lv * z_cold + dv * e_cold)
+        cold_b = -lv * v_cold * z_cold
+        w_old = 1.0 - z_old  # a feature's first edge: z_old = 1, so its old term is 0
+        w_hot = 1.0 - z_hot
         for k in range(n_points):
-            inv_old = Q[old, k]
-            old_term = ws[k] * (1.0 - z_old) * inv_old
-            a_hot = z_hot + (1.0 - z_hot) * ts[k]
-            inv_hot = 1.0 / a_hot
-            c = C[i, k]
+            q = Q[old, k]
+            t_k = ts[k]
+            parent = C[i, k] * (lv * q + dv)
+            old_term = ws[k] * w_old * q
+            inv_hot = 1.0 / (z_hot + w_hot * t_k)
             Q[hot, k] = inv_hot
-            C[hot, k] = c * (lv * (a_hot * inv_old) + dv * e_hot) * v_hot
-            P[hot, k] = ws[k] * (1.0 - z_hot) * inv_hot - old_term
-            C[cold, k] = c * (lv * (z_cold * (1.0 - ts[k]) * inv_old) + dv * e_cold) * v_cold
+            C[hot, k] = parent * (hot_a + hot_b * t_k)
+            P[hot, k] = ws[k] * w_hot * inv_hot - old_term
+            C[cold, k] = parent * (cold_a + cold_b * t_k)
             P[cold, k] = cold_terms[k] - old_term
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _backward(t: int, phi: np.ndarray, lt: LinearTrees, s: Scratch) -> None:
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _backward(phi: np.ndarray, first: int, stop: int, n_points: int, ints: np.ndarray,
+              C: np.ndarray, P: np.ndarray, live: np.ndarray) -> None:
     # C[i] becomes the sum of the leaf polynomials below node i; split records bottom-up
-    n_points = lt.tree_points[t]
-    ints = lt.split_ints
-    C, P, live = s.C, s.P, s.live
-    first = lt.split_offsets[t]
-    for j in range(lt.split_offsets[t + 1] - first - 1, -1, -1):
+    for j in range(stop - first - 1, -1, -1):
         f = (first + j) * _RECORD
         i = ints[2 * f + 6]
         r = ints[2 * f + 7]
@@ -205,6 +214,7 @@ class Scratch(NamedTuple):
     Z: np.ndarray  # one more than nodes, the last 1.0 (see _forward)
     ones: np.ndarray  # one more than nodes, the last True (see _forward)
     live: np.ndarray  # per split record of the tree at hand
+    decided: np.ndarray  # int64 per split record: 1 if a categorical split sends x left
     path: PathBuffers
     frames: FrameStack
 
@@ -220,6 +230,7 @@ def new_scratch(lt: LinearTrees) -> Scratch:
         np.empty((n, points), dtype=np.float64), np.zeros((n, points), dtype=np.float64),
         np.ones((n + 1, points), dtype=np.float64), np.ones(n + 1, dtype=np.float64),
         np.ones(n + 1, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
+        np.zeros(n, dtype=np.int64),
         PathBuffers(np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float64),
               np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)),
         FrameStack(np.empty(n_frames, dtype=np.int64), np.empty(n_frames, dtype=np.int64),
@@ -228,19 +239,32 @@ def new_scratch(lt: LinearTrees) -> Scratch:
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _explain_row(x: np.ndarray, phi: np.ndarray, tree_ids: np.ndarray, trees: TreeArrays,
                  lt: LinearTrees, values: np.ndarray, scales: np.ndarray, s: Scratch) -> None:
+    # Arrays come out of the tuples once per row, and the passes take them as plain
+    # arguments: each `tuple.field` read costs numba an atomic reference-count pair, and
+    # per tree (two passes, ~20 arrays) that was a sixth of a row.
+    tree_starts, tree_points, categorical = lt.tree_starts, lt.tree_points, lt.tree_categorical
+    split_offsets, floats, ints = lt.split_offsets, lt.split_floats, lt.split_ints
+    gl_nodes, gl_weights, gl_cold = lt.gl_nodes, lt.gl_weights, lt.gl_cold
+    C, P, Q, Z, ones, live, decided = s.C, s.P, s.Q, s.Z, s.ones, s.live, s.decided
     for j in range(tree_ids.shape[0]):
         t = tree_ids[j]
-        start = lt.tree_starts[t]
-        if lt.tree_starts[t + 1] - start == 1:
+        start = tree_starts[t]
+        if tree_starts[t + 1] - start == 1:
             continue  # a single leaf attributes nothing
-        if lt.tree_points[t] == 0:
+        n_points = tree_points[t]
+        if n_points == 0:
             explain_tree(start, x, phi, trees, values, s.path, s.frames)
             continue
-        _forward(t, x, trees, lt, scales, s)
-        _backward(t, phi, lt, s)
+        first, stop = split_offsets[t], split_offsets[t + 1]
+        if categorical[t]:
+            _decide_categorical(t, x, trees, lt, decided)
+        _forward(x, first, stop, gl_nodes[n_points, :n_points], gl_weights[n_points, :n_points],
+                 gl_cold[n_points, :n_points], floats, ints, scales, C, P, Q, Z, ones, live,
+                 decided)
+        _backward(phi, first, stop, n_points, ints, C, P, live)
 
 
 @njit(cache=True, nogil=True)

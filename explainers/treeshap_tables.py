@@ -247,6 +247,8 @@ def compile_ensemble(ensemble: TreeEnsemble, *, memory_budget: int | None,
         z_before=np.ascontiguousarray(z_before[keep]),
         z_after=np.ascontiguousarray(z_after[keep]),
         split_offsets=split_offsets, split_floats=floats, split_ints=ints,
+        tree_categorical=(np.add.reduceat(trees.category_starts >= 0, tree_starts[:-1]) > 0)
+        & linear,
         gl_nodes=nodes, gl_weights=weights, gl_cold=cold,
         max_nodes=int(sizes.max()), max_points=int(points[linear].max(initial=1)),
         classic_depth=int(depths[~linear].max(initial=0)),
