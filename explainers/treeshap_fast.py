@@ -68,7 +68,7 @@ def linear_tree_shap(X: FloatMatrix, tree_ids: np.ndarray, *, trees: TreeArrays,
     workers = 1 if n < PARALLEL_MIN_ROWS else min(threads or available_cores(),
                                                     -(-n_blocks // _CHUNK_BLOCKS))
     if workers <= 1:
-        explain_block_range(X, phi, 0, n_blocks, tree_ids, trees, tables, values)
+        explain_block_range(X, phi, 0, n_blocks, tree_ids, trees, tables, values, scales)
         return phi
     chunks = iter(range(0, n_blocks, _CHUNK_BLOCKS))
     taking = threading.Lock()
@@ -80,7 +80,7 @@ def linear_tree_shap(X: FloatMatrix, tree_ids: np.ndarray, *, trees: TreeArrays,
             if first is None:
                 return
             explain_block_range(X, phi, first, min(first + _CHUNK_BLOCKS, n_blocks),
-                                tree_ids, trees, tables, values)
+                                tree_ids, trees, tables, values, scales)
 
     helpers = [threading.Thread(target=work, name=f"treeshap-{i}", daemon=True)
                for i in range(workers - 1)]

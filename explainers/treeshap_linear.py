@@ -102,9 +102,11 @@ def takes_left(value: float, threshold: float, kind: int, default_left: bool) ->
 
 # A split record (treeshap_tables.SPLIT_RECORD) is 5 float64 or 10 int32 slots:
 # threshold, z_left, z_right as float64; node, right, prev, code as int32 slots 6-9.
-_RECORD = 5
-_FLAG_BITS = 3
-_CATEGORICAL = 3
+# code = feature << FLAG_BITS | default_left << 2 | kind, kind one of MISSING_* or
+# CATEGORICAL_KIND (next_node decides).
+RECORD_SLOTS = 5
+FLAG_BITS = 3
+CATEGORICAL_KIND = 3
 
 
 @njit(cache=True, nogil=True)
@@ -115,11 +117,11 @@ def _decide_categorical(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTree
     ints = lt.split_ints
     first = lt.split_offsets[t]
     for j in range(lt.split_offsets[t + 1] - first):
-        f = (first + j) * _RECORD
+        f = (first + j) * RECORD_SLOTS
         code = ints[2 * f + 9]
-        if code & 3 == _CATEGORICAL:
+        if code & 3 == CATEGORICAL_KIND:
             n = lt.tree_starts[t] + ints[2 * f + 6]
-            decided[j] = next_node(n, x[code >> _FLAG_BITS], trees) == n + 1
+            decided[j] = next_node(n, x[code >> FLAG_BITS], trees) == n + 1
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -136,14 +138,14 @@ def _forward(x: np.ndarray, first: int, stop: int, ts: np.ndarray, ws: np.ndarra
     for k in range(n_points):
         C[0, k] = 1.0
     for j in range(stop - first):
-        f = (first + j) * _RECORD
+        f = (first + j) * RECORD_SLOTS
         i = ints[2 * f + 6]
         right = ints[2 * f + 7]
         before = ints[2 * f + 8]
         code = ints[2 * f + 9]
         kind = code & 3
-        numeric = goes_left(x[code >> _FLAG_BITS], floats[f], kind, (code >> 2) & 1)
-        left = decided[j] if kind == _CATEGORICAL else numeric
+        numeric = goes_left(x[code >> FLAG_BITS], floats[f], kind, (code >> 2) & 1)
+        left = decided[j] if kind == CATEGORICAL_KIND else numeric
         # everything below indexes by `left` (0/1) instead of branching on it: the row's
         # direction is a coin flip to the branch predictor
         hot = right + left * (i + 1 - right)
@@ -193,7 +195,7 @@ def _backward(phi: np.ndarray, first: int, stop: int, n_points: int, ints: np.nd
               C: np.ndarray, P: np.ndarray, live: np.ndarray) -> None:
     # C[i] becomes the sum of the leaf polynomials below node i; split records bottom-up
     for j in range(stop - first - 1, -1, -1):
-        f = (first + j) * _RECORD
+        f = (first + j) * RECORD_SLOTS
         i = ints[2 * f + 6]
         r = ints[2 * f + 7]
         total = 0.0
@@ -202,7 +204,7 @@ def _backward(phi: np.ndarray, first: int, stop: int, n_points: int, ints: np.nd
             total += C[i + 1, k] * P[i + 1, k] + C[r, k] * P[r, k]
         # both edges are live or dead together; a dead edge's P is stale but finite
         # (P starts at zero), so the 0/1 multiplier adds exactly nothing
-        phi[ints[2 * f + 9] >> _FLAG_BITS] += total * live[j]
+        phi[ints[2 * f + 9] >> FLAG_BITS] += total * live[j]
 
 
 class Scratch(NamedTuple):

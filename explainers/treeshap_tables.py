@@ -11,7 +11,7 @@ from numba import njit
 
 from explainers.tree_ensemble import TreeEnsemble
 from explainers.treeshap_kernel import TreeArrays
-from explainers.treeshap_linear import LinearTrees
+from explainers.treeshap_linear import CATEGORICAL_KIND, FLAG_BITS, LinearTrees
 
 # Bytes of the linear kernel's per-node edge tables (int32 x 2, float64 x 3), used by blocks.
 EDGE_BYTES_PER_NODE = 4 + 4 + 8 * 3
@@ -19,10 +19,6 @@ EDGE_BYTES_PER_NODE = 4 + 4 + 8 * 3
 # Bytes per split node: its record (see SPLIT_RECORD) and its two leaf scales per output.
 RECORD_BYTES = 40
 SCALE_BYTES = 16
-
-# A split's record packs the flags below the feature in one int32.
-_FLAG_BITS = 3
-CATEGORICAL_KIND = 3  # in the record's kind bits: a categorical split (next_node decides)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -164,7 +160,7 @@ def split_records(trees: TreeArrays, tree_starts: np.ndarray, linear: np.ndarray
     nodes = np.flatnonzero((trees.right >= 0) & linear[tree_of])
     starts = tree_starts[tree_of[nodes]]
     right = trees.right[nodes].astype(np.int64)
-    if len(nodes) and int(trees.features[nodes].max()) >= 1 << (31 - _FLAG_BITS):
+    if len(nodes) and int(trees.features[nodes].max()) >= 1 << (31 - FLAG_BITS):
         raise ValueError("too many features for the split records")
     kind = np.where(trees.category_starts[nodes] >= 0, CATEGORICAL_KIND,
                     trees.missing_kinds[nodes]).astype(np.int32)
@@ -176,7 +172,7 @@ def split_records(trees: TreeArrays, tree_starts: np.ndarray, linear: np.ndarray
     record["node"] = nodes - starts
     record["right"] = right - starts
     record["prev"] = prev_same[nodes + 1]
-    record["code"] = trees.features[nodes] << _FLAG_BITS | default_left << 2 | kind
+    record["code"] = trees.features[nodes] << FLAG_BITS | default_left << 2 | kind
     per_tree = np.bincount(tree_of[nodes], minlength=len(linear))
     offsets = np.concatenate(([0], np.cumsum(per_tree))).astype(np.int64)
     raw = record.view(np.float64)
