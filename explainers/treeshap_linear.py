@@ -46,21 +46,14 @@ class LinearTrees(NamedTuple):
     """Per-model tables of the linear kernel: all trees in pre-order, built once at load.
 
     The trees' split rules come apart, as `TreeArrays` re-indexed so that node n's left
-    child is n + 1 (numba cannot hand nested tuples of arrays to parallel loops). The
-    per-node fields describe the edge from the node's parent: the parent's split feature,
-    the zero fraction of that feature along the path before and after the edge, and the
-    nearest ancestor edge on the same feature.
+    child is n + 1 (numba cannot hand nested tuples of arrays to parallel loops). Each
+    split of a linear tree has one record: its rule, the cover ratios of its two edges,
+    its children and the nearest ancestor edge on the same feature (local node indices).
     """
 
     tree_starts: np.ndarray  # int64 (n_trees + 1,): first node of each tree
     tree_points: np.ndarray  # int64 (n_trees,): Gauss-Legendre points, 0 = classic kernel
     tree_depths: np.ndarray  # int64 (n_trees,): depth of each tree
-    edge_offsets: np.ndarray  # int64 (n_trees,): first row of a linear tree's edge fields
-    edge_features: np.ndarray  # int32: split feature of the parent (-1 at a root)
-    prev_same: np.ndarray  # int32: local node below the previous edge on that feature, or -1
-    z_edge: np.ndarray  # float64: cover(node) / cover(parent)
-    z_before: np.ndarray  # float64: zero fraction of the feature before this edge
-    z_after: np.ndarray  # float64: ... and after it (z_before * z_edge)
     split_offsets: np.ndarray  # int64 (n_trees + 1,): first split record of each tree
     split_floats: np.ndarray  # float64: split records (treeshap_tables.SPLIT_RECORD) ...
     split_ints: np.ndarray  # int32: ... and the same buffer read as int32

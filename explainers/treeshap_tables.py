@@ -13,9 +13,6 @@ from explainers.tree_ensemble import TreeEnsemble
 from explainers.treeshap_kernel import TreeArrays
 from explainers.treeshap_linear import CATEGORICAL_KIND, FLAG_BITS, LinearTrees
 
-# Bytes of the linear kernel's per-node edge tables (int32 x 2, float64 x 3), used by blocks.
-EDGE_BYTES_PER_NODE = 4 + 4 + 8 * 3
-
 # Bytes per split node: its record (see SPLIT_RECORD) and its two leaf scales per output.
 RECORD_BYTES = 40
 SCALE_BYTES = 16
@@ -124,7 +121,7 @@ def _edges(left: np.ndarray, right: np.ndarray, features: np.ndarray, covers: np
             z_cur[f] = z_before[m]
             distinct -= 1 if prev_same[m] < 0 else 0
             depth -= 1
-    return edge_features, prev_same, z_edge, z_before, z_after, unique, depths
+    return prev_same, z_edge, unique, depths
 
 
 def gauss_legendre(max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,32 +213,25 @@ def compile_ensemble(ensemble: TreeEnsemble, *, memory_budget: int | None,
     trees = _reordered(source, order)
     sizes = np.diff(np.append(ensemble.roots, len(source.left))).astype(np.int64)
     tree_starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-    edge_features, prev_same, z_edge, z_before, z_after, unique, depths = _edges(
+    prev_same, z_edge, unique, depths = _edges(
         trees.left, trees.right, trees.features, trees.covers, tree_starts,
         max(ensemble.n_features, 1))
     points = np.maximum((unique + 1) // 2, 1)
     # the quadrature tables cover every tree, so they do not depend on the budget's cut
     nodes, weights, cold = gauss_legendre(int(points.max()))
-    fixed_bytes = (sum(int(a.nbytes) for a in trees) + tree_starts.nbytes
+    # split rules, per-tree arrays (starts, points, depths, split offsets, categorical flags)
+    # and quadrature tables
+    fixed_bytes = (sum(int(a.nbytes) for a in trees) + 2 * tree_starts.nbytes
                    + 3 * sizes.nbytes + nodes.nbytes + weights.nbytes + cold.nbytes)
     splits = np.add.reduceat(trees.right >= 0, tree_starts[:-1]) if len(sizes) else sizes
-    tree_bytes = (sizes * EDGE_BYTES_PER_NODE
-                  + splits * (RECORD_BYTES + SCALE_BYTES * value_copies))
+    tree_bytes = splits * (RECORD_BYTES + SCALE_BYTES * value_copies)
     linear = _admitted(tree_bytes, fixed_bytes, memory_budget)
-    keep = np.repeat(linear, sizes)
     floats, ints, split_offsets, split_nodes = split_records(
         trees, tree_starts, linear, prev_same, z_edge)
     tables = LinearTrees(
         tree_starts=tree_starts,
         tree_points=np.where(linear, points, 0).astype(np.int64),
         tree_depths=depths,
-        edge_offsets=np.concatenate(([0], np.cumsum(np.where(linear, sizes, 0))[:-1])
-                                    ).astype(np.int64),
-        edge_features=np.ascontiguousarray(edge_features[keep]),
-        prev_same=np.ascontiguousarray(prev_same[keep]),
-        z_edge=np.ascontiguousarray(z_edge[keep]),
-        z_before=np.ascontiguousarray(z_before[keep]),
-        z_after=np.ascontiguousarray(z_after[keep]),
         split_offsets=split_offsets, split_floats=floats, split_ints=ints,
         tree_categorical=(np.add.reduceat(trees.category_starts >= 0, tree_starts[:-1]) > 0)
         & linear,
