@@ -53,10 +53,10 @@ def linear_tree_shap(X: FloatMatrix, tree_ids: np.ndarray, *, trees: TreeArrays,
                      threads: int | None = None) -> FloatMatrix:
     """Return exact path-dependent SHAP values (n, M) of the trees `tree_ids`.
 
-    X must already be in the model's input encoding and precision; `trees`, `tables` and
-    the per-node `values` and per-split `scales` come from `compile_ensemble`. Fewer than PARALLEL_MIN_ROWS rows
-    run on the calling thread (one by one, or in blocks); larger batches also use
-    `threads - 1` helper threads (default: one per available core).
+    X must already be in the model's input encoding and precision; `trees`, `tables`, the
+    per-node `values` and the per-split `scales` come from `compile_ensemble`. Fewer than
+    PARALLEL_MIN_ROWS rows run on the calling thread (one by one, or in blocks); larger
+    batches also use `threads - 1` helper threads (default: one per available core).
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     tree_ids = np.ascontiguousarray(tree_ids, dtype=np.int64)

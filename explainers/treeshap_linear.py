@@ -68,29 +68,16 @@ class LinearTrees(NamedTuple):
 
 @njit(cache=True, nogil=True)
 def goes_left(value: float, threshold: float, kind: int, default_left: int) -> int:
-    """`takes_left` as 0/1 from bitwise operations, for callers that index by it."""
+    """1 if `value` takes the left child of a numeric split (`next_node`'s rule), else 0.
+
+    Bitwise, not branching: callers index by the result (see _forward).
+    """
     missing = np.isnan(value)
     zeroed = 0.0 if missing else value
     to_default = (missing & (kind == MISSING_TO_DEFAULT)) | (
         (kind == ZERO_TO_DEFAULT) & (abs(zeroed) <= ZERO_THRESHOLD))
     below = int(zeroed <= threshold)
     return (default_left & to_default) | (below & (1 - to_default))
-
-
-@njit(cache=True, nogil=True)
-def takes_left(value: float, threshold: float, kind: int, default_left: bool) -> bool:
-    """Whether `value` takes the left child of a numeric split (`next_node`'s rule).
-
-    Callers read the split's fields from arrays taken out of `TreeArrays` once per tree:
-    every `trees.field` read inside a node loop costs numba a reference-count pair, which
-    made the decision five times slower than the rest of the walk.
-    """
-    missing = np.isnan(value)
-    value = 0.0 if missing else value
-    if (missing and kind == MISSING_TO_DEFAULT) or (
-            kind == ZERO_TO_DEFAULT and abs(value) <= ZERO_THRESHOLD):
-        return default_left
-    return value <= threshold
 
 
 # A split record (treeshap_tables.SPLIT_RECORD) is 5 float64 or 10 int32 slots:
@@ -106,7 +93,7 @@ CATEGORICAL_KIND = 3
 def _decide_categorical(t: int, x: np.ndarray, trees: TreeArrays, lt: LinearTrees,
                         decided: np.ndarray) -> None:
     # Categorical splits decide before the forward pass, out of its loop: next_node's
-    # reads of `trees` inside the loop cost a third of a row even where never taken.
+    # reads of `trees` inside the loop cost a sixth of a row even where never taken.
     ints = lt.split_ints
     first = lt.split_offsets[t]
     for j in range(lt.split_offsets[t + 1] - first):
@@ -238,8 +225,8 @@ def new_scratch(lt: LinearTrees) -> Scratch:
 def _explain_row(x: np.ndarray, phi: np.ndarray, tree_ids: np.ndarray, trees: TreeArrays,
                  lt: LinearTrees, values: np.ndarray, scales: np.ndarray, s: Scratch) -> None:
     # Arrays come out of the tuples once per row, and the passes take them as plain
-    # arguments: each `tuple.field` read costs numba an atomic reference-count pair, and
-    # per tree (two passes, ~20 arrays) that was a sixth of a row.
+    # arguments: each `tuple.field` read costs numba an atomic reference-count pair, ~20
+    # of them per tree when the passes unpacked the tuples themselves.
     tree_starts, tree_points, categorical = lt.tree_starts, lt.tree_points, lt.tree_categorical
     split_offsets, floats, ints = lt.split_offsets, lt.split_floats, lt.split_ints
     gl_nodes, gl_weights, gl_cold = lt.gl_nodes, lt.gl_weights, lt.gl_cold

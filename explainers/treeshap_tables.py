@@ -145,6 +145,10 @@ SPLIT_RECORD = np.dtype([
 assert SPLIT_RECORD.itemsize == RECORD_BYTES
 
 
+# Features a split record can name: the feature shares an int32 with FLAG_BITS of flags.
+MAX_RECORD_FEATURES = 1 << (31 - FLAG_BITS)
+
+
 def split_records(trees: TreeArrays, tree_starts: np.ndarray, linear: np.ndarray,
                   prev_same: np.ndarray, z_edge: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -157,8 +161,6 @@ def split_records(trees: TreeArrays, tree_starts: np.ndarray, linear: np.ndarray
     nodes = np.flatnonzero((trees.right >= 0) & linear[tree_of])
     starts = tree_starts[tree_of[nodes]]
     right = trees.right[nodes].astype(np.int64)
-    if len(nodes) and int(trees.features[nodes].max()) >= 1 << (31 - FLAG_BITS):
-        raise ValueError("too many features for the split records")
     kind = np.where(trees.category_starts[nodes] >= 0, CATEGORICAL_KIND,
                     trees.missing_kinds[nodes]).astype(np.int32)
     default_left = (trees.default[nodes] == nodes + 1).astype(np.int32)
@@ -226,6 +228,8 @@ def compile_ensemble(ensemble: TreeEnsemble, *, memory_budget: int | None,
     splits = np.add.reduceat(trees.right >= 0, tree_starts[:-1]) if len(sizes) else sizes
     tree_bytes = splits * (RECORD_BYTES + SCALE_BYTES * value_copies)
     linear = _admitted(tree_bytes, fixed_bytes, memory_budget)
+    if ensemble.n_features > MAX_RECORD_FEATURES:
+        linear[:] = False  # the records cannot name every feature: all trees stay classic
     floats, ints, split_offsets, split_nodes = split_records(
         trees, tree_starts, linear, prev_same, z_edge)
     tables = LinearTrees(
