@@ -133,19 +133,26 @@ class LinearTreeExplainer:
         inputs = self._model.numeric_input(X)
         if self._float32_inputs:
             inputs = inputs.astype(np.float32).astype(np.float64)
-        chosen = np.zeros(len(X), dtype=np.int64) if classes is None else classes
-        values = np.empty(X.shape, dtype=np.float64)
-        for k in np.unique(chosen):
-            output = self._outputs[k]
-            rows = np.flatnonzero(chosen == k)
-            picked = inputs if len(rows) == len(X) else inputs[rows]
-            values[rows] = linear_tree_shap(picked, output.tree_ids, trees=self._trees,
-                                            tables=self._tables, values=output.values,
-                                            scales=output.scales)
+        if classes is None:
+            # one explained output: no grouping by class (tens of us per call, cold)
+            only = self._outputs[0]
+            values = linear_tree_shap(inputs, only.tree_ids, trees=self._trees,
+                                      tables=self._tables, values=only.values,
+                                      scales=only.scales)
+            base = np.full(len(X), self._expected[0])
+        else:
+            values = np.empty(X.shape, dtype=np.float64)
+            for k in np.unique(classes):
+                output = self._outputs[k]
+                rows = np.flatnonzero(classes == k)
+                picked = inputs if len(rows) == len(X) else inputs[rows]
+                values[rows] = linear_tree_shap(picked, output.tree_ids, trees=self._trees,
+                                                tables=self._tables, values=output.values,
+                                                scales=output.scales)
+            base = self._expected[classes]
         return assemble_explanation(schema, outputs, classes, method=self.method,
-                                    output_space=self.output_space,
-                                    base_values=self._expected[chosen], values=values,
-                                    started=started)
+                                    output_space=self.output_space, base_values=base,
+                                    values=values, started=started)
 
     def _warm_up(self) -> float:
         # a single row and a parallel batch: compiles what the process warm-up has not

@@ -25,7 +25,7 @@ class CompiledEnsemble:
     trees: TreeArrays  # split rules and covers in the tables' pre-order
     tables: LinearTrees
     order: np.ndarray  # int64: tables node n is ensemble node order[n]
-    memory_bytes: int  # everything the tables hold (split rules, covers, edges)
+    memory_bytes: int  # everything the tables hold (split rules, covers, split records)
     linear_trees: int  # trees on the linear kernel (the rest run the classic one)
     split_nodes: np.ndarray  # int64: the pre-order node of each split record
 
