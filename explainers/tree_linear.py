@@ -39,6 +39,7 @@ class _Output:
 
     tree_ids: np.ndarray
     values: np.ndarray
+    scales: np.ndarray  # per split record: its children's leaf values (see split_scales)
     expected: float
 
 
@@ -67,12 +68,13 @@ class LinearTreeExplainer:
         own_bytes = 8 * copies * (len(calibrated.roots) + calibrated.values.shape[0])
         compiled = compile_ensemble(
             calibrated, memory_budget=None if memory_budget is None
-            else memory_budget - own_bytes)
+            else memory_budget - own_bytes, value_copies=copies)
         self._trees = compiled.trees
         self._tables = compiled.tables
         self._outputs = _outputs(calibrated, compiled, shared_values)
         self._expected = np.array([o.expected for o in self._outputs])
-        self.memory_bytes: int = compiled.memory_bytes + own_bytes
+        scale_bytes = sum(o.scales.nbytes for o in self._outputs[:copies])
+        self.memory_bytes: int = compiled.memory_bytes + own_bytes + scale_bytes
         self.memory_budget_bytes: int | None = memory_budget
         self.trees_linear: int = compiled.linear_trees
         self.trees_classic: int = len(calibrated.roots) - compiled.linear_trees
@@ -119,7 +121,8 @@ class LinearTreeExplainer:
 
         def call(inputs: FloatMatrix) -> FloatMatrix:
             return linear_tree_shap(inputs, chosen.tree_ids, trees=self._trees,
-                                    tables=self._tables, values=chosen.values)
+                                    tables=self._tables, values=chosen.values,
+                                    scales=chosen.scales)
 
         return call
 
@@ -130,18 +133,26 @@ class LinearTreeExplainer:
         inputs = self._model.numeric_input(X)
         if self._float32_inputs:
             inputs = inputs.astype(np.float32).astype(np.float64)
-        chosen = np.zeros(len(X), dtype=np.int64) if classes is None else classes
-        values = np.empty(X.shape, dtype=np.float64)
-        for k in np.unique(chosen):
-            output = self._outputs[k]
-            rows = np.flatnonzero(chosen == k)
-            picked = inputs if len(rows) == len(X) else inputs[rows]
-            values[rows] = linear_tree_shap(picked, output.tree_ids, trees=self._trees,
-                                            tables=self._tables, values=output.values)
+        if classes is None:
+            # one explained output: no grouping by class (tens of us per call, cold)
+            only = self._outputs[0]
+            values = linear_tree_shap(inputs, only.tree_ids, trees=self._trees,
+                                      tables=self._tables, values=only.values,
+                                      scales=only.scales)
+            base = np.full(len(X), self._expected[0])
+        else:
+            values = np.empty(X.shape, dtype=np.float64)
+            for k in np.unique(classes):
+                output = self._outputs[k]
+                rows = np.flatnonzero(classes == k)
+                picked = inputs if len(rows) == len(X) else inputs[rows]
+                values[rows] = linear_tree_shap(picked, output.tree_ids, trees=self._trees,
+                                                tables=self._tables, values=output.values,
+                                                scales=output.scales)
+            base = self._expected[classes]
         return assemble_explanation(schema, outputs, classes, method=self.method,
-                                    output_space=self.output_space,
-                                    base_values=self._expected[chosen], values=values,
-                                    started=started)
+                                    output_space=self.output_space, base_values=base,
+                                    values=values, started=started)
 
     def _warm_up(self) -> float:
         # a single row and a parallel batch: compiles what the process warm-up has not
@@ -149,7 +160,8 @@ class LinearTreeExplainer:
         output = self._outputs[0]
         for n in (1, PARALLEL_MIN_ROWS):
             linear_tree_shap(np.zeros((n, len(self._model.schema.features))), output.tree_ids,
-                             trees=self._trees, tables=self._tables, values=output.values)
+                             trees=self._trees, tables=self._tables, values=output.values,
+                             scales=output.scales)
         return (time.perf_counter() - started) * 1000
 
 
@@ -157,16 +169,18 @@ def _outputs(ensemble: TreeEnsemble, compiled: CompiledEnsemble,
              shared_values: bool) -> tuple[_Output, ...]:
     tables = compiled.tables
     shared = compiled.node_values(ensemble.values[:, 0]) if shared_values else None
+    shared_scales = None if shared is None else compiled.split_scales(shared)
     outputs = []
     for k in range(ensemble.n_outputs):
-        if shared is None:
+        if shared is None or shared_scales is None:
             ids = np.arange(len(ensemble.roots), dtype=np.int64)
             values = compiled.node_values(ensemble.values[:, k])
+            scales = compiled.split_scales(values)
         else:
             ids = np.flatnonzero(ensemble.tree_outputs == k).astype(np.int64)
-            values = shared
+            values, scales = shared, shared_scales
         roots = tables.tree_starts[ids].astype(np.int32)
         expected = float(ensemble.base_offset[k]) + expected_value(
             roots, trees=compiled.trees, values=values)
-        outputs.append(_Output(ids, values, expected))
+        outputs.append(_Output(ids, values, scales, expected))
     return tuple(outputs)

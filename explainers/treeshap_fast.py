@@ -49,26 +49,26 @@ def available_cores() -> int:
 
 
 def linear_tree_shap(X: FloatMatrix, tree_ids: np.ndarray, *, trees: TreeArrays,
-                     tables: LinearTrees, values: FloatVector,
+                     tables: LinearTrees, values: FloatVector, scales: FloatVector,
                      threads: int | None = None) -> FloatMatrix:
     """Return exact path-dependent SHAP values (n, M) of the trees `tree_ids`.
 
-    X must already be in the model's input encoding and precision; `trees`, `tables` and
-    the per-node `values` come from `compile_ensemble`. Fewer than PARALLEL_MIN_ROWS rows
-    run on the calling thread (one by one, or in blocks); larger batches also use
-    `threads - 1` helper threads (default: one per available core).
+    X must already be in the model's input encoding and precision; `trees`, `tables`, the
+    per-node `values` and the per-split `scales` come from `compile_ensemble`. Fewer than
+    PARALLEL_MIN_ROWS rows run on the calling thread (one by one, or in blocks); larger
+    batches also use `threads - 1` helper threads (default: one per available core).
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     tree_ids = np.ascontiguousarray(tree_ids, dtype=np.int64)
     n = X.shape[0]
     if n < BLOCK_MIN_ROWS:
-        return np.asarray(shap_rows_serial(X, tree_ids, trees, tables, values))
+        return np.asarray(shap_rows_serial(X, tree_ids, trees, tables, values, scales))
     phi = np.zeros(X.shape, dtype=np.float64)
     n_blocks = -(-n // BLOCK_ROWS)
     workers = 1 if n < PARALLEL_MIN_ROWS else min(threads or available_cores(),
                                                     -(-n_blocks // _CHUNK_BLOCKS))
     if workers <= 1:
-        explain_block_range(X, phi, 0, n_blocks, tree_ids, trees, tables, values)
+        explain_block_range(X, phi, 0, n_blocks, tree_ids, trees, tables, values, scales)
         return phi
     chunks = iter(range(0, n_blocks, _CHUNK_BLOCKS))
     taking = threading.Lock()
@@ -80,7 +80,7 @@ def linear_tree_shap(X: FloatMatrix, tree_ids: np.ndarray, *, trees: TreeArrays,
             if first is None:
                 return
             explain_block_range(X, phi, first, min(first + _CHUNK_BLOCKS, n_blocks),
-                                tree_ids, trees, tables, values)
+                                tree_ids, trees, tables, values, scales)
 
     helpers = [threading.Thread(target=work, name=f"treeshap-{i}", daemon=True)
                for i in range(workers - 1)]
@@ -123,9 +123,10 @@ def warm_up() -> float:
         compiled = compile_ensemble(ensemble, memory_budget=budget)
         ids = np.arange(len(ensemble.roots), dtype=np.int64)
         values = compiled.node_values(ensemble.values[:, 0])
+        scales = compiled.split_scales(values)
         for rows in (1, BLOCK_MIN_ROWS, len(X)):
             linear_tree_shap(X[:rows], ids, trees=compiled.trees, tables=compiled.tables,
-                             values=values)
+                             values=values, scales=scales)
         roots = compiled.tables.tree_starts[ids].astype(np.int32)
         expected_value(roots, trees=compiled.trees, values=values)
         predict_trees(X, roots, trees=compiled.trees, values=values)

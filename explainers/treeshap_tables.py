@@ -11,10 +11,11 @@ from numba import njit
 
 from explainers.tree_ensemble import TreeEnsemble
 from explainers.treeshap_kernel import TreeArrays
-from explainers.treeshap_linear import LinearTrees
+from explainers.treeshap_linear import CATEGORICAL_KIND, FLAG_BITS, LinearTrees
 
-# Bytes of the linear kernel's per-node edge tables (int32 x 2, float64 x 3).
-EDGE_BYTES_PER_NODE = 4 + 4 + 8 * 3
+# Bytes per split node: its record (see SPLIT_RECORD) and its two leaf scales per output.
+RECORD_BYTES = 40
+SCALE_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -24,12 +25,23 @@ class CompiledEnsemble:
     trees: TreeArrays  # split rules and covers in the tables' pre-order
     tables: LinearTrees
     order: np.ndarray  # int64: tables node n is ensemble node order[n]
-    memory_bytes: int  # everything the tables hold (split rules, covers, edges)
+    memory_bytes: int  # everything the tables hold (split rules, covers, split records)
     linear_trees: int  # trees on the linear kernel (the rest run the classic one)
+    split_nodes: np.ndarray  # int64: the pre-order node of each split record
 
     def node_values(self, values: np.ndarray) -> np.ndarray:
         """Reorder per-node values of the ensemble into the tables' pre-order."""
         return np.ascontiguousarray(values[self.order], dtype=np.float64)
+
+    def split_scales(self, node_values: np.ndarray) -> np.ndarray:
+        """Per split record, its children's leaf values (1.0 for a child that splits).
+
+        `node_values` are in the tables' pre-order (see `node_values`).
+        """
+        right = self.trees.right
+        children = np.stack((self.split_nodes + 1, right[self.split_nodes]), axis=1)
+        leaf = right[children] < 0
+        return np.ascontiguousarray(np.where(leaf, node_values[children], 1.0).ravel())
 
 
 @njit(cache=True)
@@ -109,7 +121,7 @@ def _edges(left: np.ndarray, right: np.ndarray, features: np.ndarray, covers: np
             z_cur[f] = z_before[m]
             distinct -= 1 if prev_same[m] < 0 else 0
             depth -= 1
-    return edge_features, prev_same, z_edge, z_before, z_after, unique, depths
+    return prev_same, z_edge, unique, depths
 
 
 def gauss_legendre(max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,6 +134,48 @@ def gauss_legendre(max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         weights[n, :n] = w / 2.0
     cold = -weights / (1.0 - nodes)
     return nodes, weights, cold
+
+
+# One split of a linear tree, as the single-row kernel reads it: float64 fields first (8-byte
+# aligned), then int32 node indices local to the tree and the packed feature and flags.
+SPLIT_RECORD = np.dtype([
+    ("threshold", np.float64), ("z_left", np.float64), ("z_right", np.float64),
+    ("node", np.int32), ("right", np.int32), ("prev", np.int32), ("code", np.int32),
+])
+assert SPLIT_RECORD.itemsize == RECORD_BYTES
+
+
+# Features a split record can name: the feature shares an int32 with FLAG_BITS of flags.
+MAX_RECORD_FEATURES = 1 << (31 - FLAG_BITS)
+
+
+def split_records(trees: TreeArrays, tree_starts: np.ndarray, linear: np.ndarray,
+                  prev_same: np.ndarray, z_edge: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pack every split of the linear trees into one 40-byte record, in pre-order.
+
+    Returns the records as float64 and int32 views of one buffer, the first record of
+    each tree, and the pre-order node of each record.
+    """
+    tree_of = np.repeat(np.arange(len(linear)), np.diff(tree_starts))
+    nodes = np.flatnonzero((trees.right >= 0) & linear[tree_of])
+    starts = tree_starts[tree_of[nodes]]
+    right = trees.right[nodes].astype(np.int64)
+    kind = np.where(trees.category_starts[nodes] >= 0, CATEGORICAL_KIND,
+                    trees.missing_kinds[nodes]).astype(np.int32)
+    default_left = (trees.default[nodes] == nodes + 1).astype(np.int32)
+    record = np.zeros(len(nodes), dtype=SPLIT_RECORD)
+    record["threshold"] = trees.thresholds[nodes]
+    record["z_left"] = z_edge[nodes + 1]
+    record["z_right"] = z_edge[right]
+    record["node"] = nodes - starts
+    record["right"] = right - starts
+    record["prev"] = prev_same[nodes + 1]
+    record["code"] = trees.features[nodes] << FLAG_BITS | default_left << 2 | kind
+    per_tree = np.bincount(tree_of[nodes], minlength=len(linear))
+    offsets = np.concatenate(([0], np.cumsum(per_tree))).astype(np.int64)
+    raw = record.view(np.float64)
+    return raw, raw.view(np.int32), offsets, nodes.astype(np.int64)
 
 
 def _reordered(trees: TreeArrays, order: np.ndarray) -> TreeArrays:
@@ -145,8 +199,12 @@ def _reordered(trees: TreeArrays, order: np.ndarray) -> TreeArrays:
     )
 
 
-def compile_ensemble(ensemble: TreeEnsemble, *, memory_budget: int | None) -> CompiledEnsemble:
+def compile_ensemble(ensemble: TreeEnsemble, *, memory_budget: int | None,
+                     value_copies: int = 1) -> CompiledEnsemble:
     """Build the linear kernel's tables; trees past `memory_budget` bytes stay classic.
+
+    `value_copies` is how many per-output copies of the split scales the caller will make
+    (see `CompiledEnsemble.split_scales`); the budget counts them.
 
     Trees are admitted smallest first, so a budget cut keeps the most trees linear. A
     budget below the split rules themselves leaves every tree on the classic kernel.
@@ -157,42 +215,47 @@ def compile_ensemble(ensemble: TreeEnsemble, *, memory_budget: int | None) -> Co
     trees = _reordered(source, order)
     sizes = np.diff(np.append(ensemble.roots, len(source.left))).astype(np.int64)
     tree_starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-    edge_features, prev_same, z_edge, z_before, z_after, unique, depths = _edges(
+    prev_same, z_edge, unique, depths = _edges(
         trees.left, trees.right, trees.features, trees.covers, tree_starts,
         max(ensemble.n_features, 1))
     points = np.maximum((unique + 1) // 2, 1)
     # the quadrature tables cover every tree, so they do not depend on the budget's cut
     nodes, weights, cold = gauss_legendre(int(points.max()))
-    fixed_bytes = (sum(int(a.nbytes) for a in trees) + tree_starts.nbytes
+    # split rules, per-tree arrays (starts, points, depths, split offsets, categorical flags)
+    # and quadrature tables
+    fixed_bytes = (sum(int(a.nbytes) for a in trees) + 2 * tree_starts.nbytes
                    + 3 * sizes.nbytes + nodes.nbytes + weights.nbytes + cold.nbytes)
-    linear = _admitted(sizes, fixed_bytes, memory_budget)
-    keep = np.repeat(linear, sizes)
+    splits = np.add.reduceat(trees.right >= 0, tree_starts[:-1]) if len(sizes) else sizes
+    tree_bytes = splits * (RECORD_BYTES + SCALE_BYTES * value_copies)
+    linear = _admitted(tree_bytes, fixed_bytes, memory_budget)
+    if ensemble.n_features > MAX_RECORD_FEATURES:
+        linear[:] = False  # the records cannot name every feature: all trees stay classic
+    floats, ints, split_offsets, split_nodes = split_records(
+        trees, tree_starts, linear, prev_same, z_edge)
     tables = LinearTrees(
         tree_starts=tree_starts,
         tree_points=np.where(linear, points, 0).astype(np.int64),
         tree_depths=depths,
-        edge_offsets=np.concatenate(([0], np.cumsum(np.where(linear, sizes, 0))[:-1])
-                                    ).astype(np.int64),
-        edge_features=np.ascontiguousarray(edge_features[keep]),
-        prev_same=np.ascontiguousarray(prev_same[keep]),
-        z_edge=np.ascontiguousarray(z_edge[keep]),
-        z_before=np.ascontiguousarray(z_before[keep]),
-        z_after=np.ascontiguousarray(z_after[keep]),
+        split_offsets=split_offsets, split_floats=floats, split_ints=ints,
+        tree_categorical=(np.add.reduceat(trees.category_starts >= 0, tree_starts[:-1]) > 0)
+        & linear,
         gl_nodes=nodes, gl_weights=weights, gl_cold=cold,
         max_nodes=int(sizes.max()), max_points=int(points[linear].max(initial=1)),
         classic_depth=int(depths[~linear].max(initial=0)),
     )
-    memory = sum(int(a.nbytes) for a in tables if isinstance(a, np.ndarray))
+    # split_ints views split_floats' buffer
+    memory = sum(int(a.nbytes) for a in tables
+                 if isinstance(a, np.ndarray) and a is not tables.split_ints)
     memory += sum(int(a.nbytes) for a in trees)
-    return CompiledEnsemble(trees, tables, order, memory, int(linear.sum()))
+    return CompiledEnsemble(trees, tables, order, memory, int(linear.sum()), split_nodes)
 
 
-def _admitted(sizes: np.ndarray, base_bytes: int, budget: int | None) -> np.ndarray:
-    linear = np.ones(len(sizes), dtype=bool)
+def _admitted(tree_bytes: np.ndarray, base_bytes: int, budget: int | None) -> np.ndarray:
+    linear = np.ones(len(tree_bytes), dtype=bool)
     if budget is None:
         return linear
     room = budget - base_bytes
-    by_size = np.argsort(sizes, kind="stable")
-    cumulative = np.cumsum(sizes[by_size] * EDGE_BYTES_PER_NODE)
+    by_size = np.argsort(tree_bytes, kind="stable")
+    cumulative = np.cumsum(tree_bytes[by_size])
     linear[by_size[cumulative > room]] = False
     return linear

@@ -16,13 +16,15 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
+from explainers import treeshap_tables
 from explainers.lightgbm_model import LightGBMModel
 from explainers.lightgbm_trees import flatten_lightgbm
 from explainers.linear import LinearExplainer
 from explainers.prediction_links import predict_and_explain
 from explainers.registry import build_explainable
 from explainers.tree_linear import KERNEL_CLASSIC, KERNEL_MIXED, LinearTreeExplainer
-from explainers.treeshap_tables import compile_ensemble
+from explainers.treeshap_linear import FLAG_BITS
+from explainers.treeshap_tables import SPLIT_RECORD, compile_ensemble
 from explainers.types import Task
 from tests.unit.explainers.support import Dataset, assert_additive, numeric_schema
 
@@ -108,6 +110,54 @@ def test_memory_budget_moves_trees_to_the_classic_kernel_and_stays_exact(
         for rows in (1, 5, 40):
             np.testing.assert_allclose(explainer.explain(X[:rows]).values, contrib[:rows],
                                        rtol=0, atol=1e-9)
+
+
+def test_split_records_describe_each_split_of_the_tables_trees(
+        benchmark_like: tuple[lgb.Booster, np.ndarray, LinearTreeExplainer]) -> None:
+    booster = benchmark_like[0]
+    model = LightGBMModel(booster, numeric_schema(30, Task.BINARY, (0, 1)))
+    compiled = compile_ensemble(flatten_lightgbm(booster, model.output_space),
+                                memory_budget=None)
+    trees, tables = compiled.trees, compiled.tables
+    records = tables.split_floats.view(SPLIT_RECORD)
+    splits = np.flatnonzero(trees.left >= 0)
+    np.testing.assert_array_equal(compiled.split_nodes, splits)
+    start = tables.tree_starts[np.searchsorted(tables.tree_starts, splits, side="right") - 1]
+    np.testing.assert_array_equal(records["node"], splits - start)
+    np.testing.assert_array_equal(records["node"] + 1, trees.left[splits] - start)
+    np.testing.assert_array_equal(records["right"], trees.right[splits] - start)
+    np.testing.assert_array_equal(records["threshold"], trees.thresholds[splits])
+    np.testing.assert_array_equal(records["z_left"],
+                                  trees.covers[trees.left[splits]] / trees.covers[splits])
+    np.testing.assert_array_equal(records["z_right"],
+                                  trees.covers[trees.right[splits]] / trees.covers[splits])
+    np.testing.assert_array_equal(records["code"] >> FLAG_BITS, trees.features[splits])
+    np.testing.assert_array_equal(records["code"] & 3, trees.missing_kinds[splits])
+    np.testing.assert_array_equal((records["code"] >> 2) & 1,
+                                  trees.default[splits] == trees.left[splits])
+    # prev: the nearest ancestor edge on the same feature, found here by walking parents
+    parent = np.full(len(trees.left), -1)
+    parent[trees.left[splits]] = splits
+    parent[trees.right[splits]] = splits
+    for n, prev, first in zip(splits[:500], records["prev"][:500], start[:500], strict=True):
+        above = n
+        while parent[above] >= 0 and trees.features[parent[above]] != trees.features[n]:
+            above = parent[above]
+        assert prev == (above - first if parent[above] >= 0 else -1), n
+
+
+def test_more_features_than_a_split_record_names_keep_the_classic_kernel(
+        monkeypatch: pytest.MonkeyPatch,
+        benchmark_like: tuple[lgb.Booster, np.ndarray, LinearTreeExplainer]) -> None:
+    booster, X, _ = benchmark_like
+    monkeypatch.setattr(treeshap_tables, "MAX_RECORD_FEATURES", 29)  # the model has 30
+    model = LightGBMModel(booster, numeric_schema(30, Task.BINARY, (0, 1)))
+    explainer = LinearTreeExplainer(flatten_lightgbm(booster, model.output_space), model)
+    assert (explainer.kernel, explainer.trees_linear) == (KERNEL_CLASSIC, 0)
+    contrib = booster.predict(X[:40], pred_contrib=True)[:, :-1]
+    for rows in (1, 5, 40):
+        np.testing.assert_allclose(explainer.explain(X[:rows]).values, contrib[:rows],
+                                   rtol=0, atol=1e-9)
 
 
 def test_threads_explaining_at_once_get_their_own_answers(

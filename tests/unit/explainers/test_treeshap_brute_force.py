@@ -150,7 +150,7 @@ def test_kernels_equal_brute_force_shapley_values(
     tiled = np.tile(X, (40 // len(X) + 1, 1))[:40]
     for rows, want in ((X, reference), (tiled, np.tile(reference, (40 // len(X) + 1, 1))[:40])):
         phi = linear_tree_shap(rows, ids, trees=compiled.trees, tables=compiled.tables,
-                               values=values)
+                               values=values, scales=compiled.split_scales(values))
         np.testing.assert_allclose(phi, want, rtol=0, atol=1e-9)
     classic = tree_shap(X, ensemble.roots, trees=ensemble.trees,
                         values=ensemble.values[:, 0], max_depth=ensemble.max_depth)
