@@ -11,6 +11,7 @@ import pandas as pd
 from explainers.encoding import category_index_table, category_lookup, checked_matrix
 from explainers.errors import SchemaMismatch, UnsupportedModel
 from explainers.lightgbm_header import LightGBMHeader, read_header
+from explainers.lightgbm_single_row import SingleRowScorer
 from explainers.outputs import (
     classification_predictions,
     regression_predictions,
@@ -87,6 +88,9 @@ class LightGBMModel:
             raise SchemaMismatch(f"{self.header.num_class} classes in the booster, "
                                  f"{len(schema.classes)} in the schema")
         self._code_tables = _code_tables(booster, self.header.categorical, schema)
+        with scoring_errors("lightgbm.Booster", SCORING_ERRORS):
+            self._single_row = SingleRowScorer(booster, len(schema.features),
+                                               schema.n_outputs)
 
     def numeric_input(self, X: FloatMatrix) -> FloatMatrix:
         """Map our encoding to the booster's input (category index → LightGBM code)."""
@@ -102,9 +106,13 @@ class LightGBMModel:
         """Return the raw score: log-odds, softmax logits, or the regression margin/value."""
         inputs = self.numeric_input(X)
         with scoring_errors("lightgbm.Booster", SCORING_ERRORS):
-            raw = self.booster.predict(inputs, raw_score=True,
-                                       num_threads=_threads(len(inputs)))
-        return np.asarray(raw, dtype=np.float64).reshape(len(X), self.schema.n_outputs)
+            if len(inputs) == 1:  # the single-row explain path: LightGBM's fast call
+                raw = self._single_row(inputs[0])
+            else:
+                raw = np.asarray(self.booster.predict(inputs, raw_score=True,
+                                                      num_threads=_threads(len(inputs))),
+                                 dtype=np.float64)
+        return raw.reshape(len(X), self.schema.n_outputs)
 
     def predict(self, X: FloatMatrix) -> Predictions:
         """Return probabilities (classification) or predicted values (regression)."""

@@ -77,7 +77,7 @@ def goes_left(value: float, threshold: float, kind: int, default_left: int) -> i
     to_default = (missing & (kind == MISSING_TO_DEFAULT)) | (
         (kind == ZERO_TO_DEFAULT) & (abs(zeroed) <= ZERO_THRESHOLD))
     below = int(zeroed <= threshold)
-    return (default_left & to_default) | (below & (1 - to_default))
+    return int((default_left & to_default) | (below & (1 - to_default)))
 
 
 # A split record (treeshap_tables.SPLIT_RECORD) is 5 float64 or 10 int32 slots:

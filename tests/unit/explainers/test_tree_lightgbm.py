@@ -8,6 +8,7 @@ the index → LightGBM code mapping.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -165,6 +166,34 @@ def test_predictions_equal_booster_predict(trained: Trained) -> None:
     else:
         np.testing.assert_allclose(predictions.probabilities, expected)
         np.testing.assert_array_equal(predictions.class_indices, expected.argmax(axis=1))
+
+
+def test_single_row_raw_scores_are_lightgbms_bit_for_bit(trained: Trained) -> None:
+    # one row goes through LightGBM's fast single-row API, batches through predict()
+    model = LightGBMModel(trained.booster, trained.schema)
+    expected = _raw_all(trained)
+    for i in range(len(trained.encoded)):
+        single = model.output(trained.encoded[i : i + 1])
+        np.testing.assert_array_equal(single, expected[i : i + 1])
+    np.testing.assert_array_equal(model.output(trained.encoded[:7]), expected[:7])
+
+
+def test_single_row_scores_stay_exact_from_many_threads(trained: Trained) -> None:
+    model = LightGBMModel(trained.booster, trained.schema)
+    expected = _raw_all(trained)
+    rows = list(range(len(trained.encoded))) * 8
+
+    def score(i: int) -> np.ndarray:
+        return model.output(trained.encoded[i : i + 1])[0]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        scored = list(pool.map(score, rows))
+    np.testing.assert_array_equal(np.array(scored), expected[rows])
+
+
+def _raw_all(trained: Trained) -> np.ndarray:
+    raw = np.asarray(trained.booster.predict(trained.native, raw_score=True))
+    return raw.reshape(len(trained.encoded), trained.schema.n_outputs)
 
 
 def test_output_space_follows_the_objective(datasets: dict[str, Dataset]) -> None:
