@@ -28,9 +28,9 @@ class _HiredisPacking(AbstractConnection):
 
     redis-py's synchronous client already does this when hiredis is installed; its
     asyncio client does not, and packing was a third of the loop's time on batch ingest
-    (500 lookups and a script call per batch). Anything hiredis refuses (bool, None,
-    memoryview) or a command name holding spaces goes to redis-py's packer, which encodes
-    it or raises its usual DataError.
+    (500 lookups and a script call per batch). Anything hiredis refuses (bool, None, a
+    dict) or a command name holding spaces ("CONFIG GET") goes to redis-py's packer,
+    which splits the name, or raises its usual DataError.
     """
 
     def pack_command(self, *args: Any) -> list[bytes]:
