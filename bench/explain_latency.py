@@ -166,9 +166,8 @@ def http_ingest(base: str, redis_url: str, rows: list[dict[str, float]],
                 "/v1/predictions", content=body, headers=headers).raise_for_status())
             raw_spent = timed(lambda b=b: raw_batch(b))
             ingest_s, raw_s = ingest_s + spent, raw_s + raw_spent
-    for key in raw.scan_iter(f"{prefix}:*", count=1000):
-        raw.delete(key)
     raw.close()
+    unlink_prefix(redis_url, prefix)
     n = 500 * (batches - 1)
     return n / ingest_s, n / raw_s
 
@@ -246,17 +245,38 @@ def report_http(settings: Settings, rows: list[dict[str, float]], n_http: int, e
           f"{ratio(floor_p50, local_p50)}; service over floor p50 {p50 - floor_p50:.2f} ms")
 
 
+def unlink_prefix(redis_url: str, prefix: str) -> None:
+    """Remove every key under `prefix` (the bench's own namespace), a page at a time."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = []
+        for key in client.scan_iter(f"{prefix}:*", count=5000):
+            keys.append(key)
+            if len(keys) == 5000:
+                client.unlink(*keys)
+                keys.clear()
+        if keys:
+            client.unlink(*keys)
+    finally:
+        client.close()
+
+
 def report_ingest(settings: Settings, rows: list[dict[str, float]], n_ingest: int,
                   redis_url: str) -> None:
     """Print ingest records/s into Redis against raw pipelined writes."""
     keyring = settings.data_dir / "keyring.yaml"
     if not keyring.exists():  # the SQLite service of the HTTP part makes one
         create_keyring_file(keyring)
+    prefix = f"wlbench-{uuid.uuid4().hex[:8]}"
     redis_env = {"WHYLENS_DATA_DIR": str(settings.data_dir), "WHYLENS_TRACES": redis_url,
                  "WHYLENS_KEYRING": str(keyring), "WHYLENS_SAMPLING__RATE": "0.01",
-                 "WHYLENS_REDIS_KEY_PREFIX": f"wlbench-{uuid.uuid4().hex[:8]}"}
-    with running_service(redis_env) as base:
-        ingest_rate, raw_rate = http_ingest(base, redis_url, rows, n_ingest)
+                 "WHYLENS_REDIS_KEY_PREFIX": prefix}
+    try:
+        with running_service(redis_env) as base:
+            ingest_rate, raw_rate = http_ingest(base, redis_url, rows, n_ingest)
+    finally:
+        # the records keep the default retention (days): a shared Redis would fill up
+        unlink_prefix(redis_url, prefix)
     print(f"ingest, batches of 500 at 1 % sampling into Redis: {ingest_rate:.0f} records/s; "
           f"raw redis-py pipelined SET of 2 KB, interleaved: {raw_rate:.0f} writes/s; ratio "
           f"{ratio(ingest_rate, raw_rate)} (aim >= 0.2x)")
