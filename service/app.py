@@ -117,7 +117,8 @@ async def build_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
     loader = ModelLoader(catalog, hmac_key=keyring.active("hmac").secret,
                          alias_ttl_s=settings.explain.alias_refresh_s,
                          background_rows=settings.explain.background_rows,
-                         tree_kernel=settings.explain.tree_kernel)
+                         tree_kernel=settings.explain.tree_kernel,
+                         freeze_loaded=settings.freeze_loaded_models)
     metrics = Metrics()
     scale_out = open_scale_out(settings, trace_store, metrics.registry)
     drift_store = open_drift_store(settings.traces_url, key_prefix=settings.redis_key_prefix,
@@ -156,7 +157,8 @@ async def preload(runtime: Runtime) -> None:
             except (ServiceError, StorageError, ExplainerError):
                 # One broken version must not stop start-up; /readyz reports it.
                 logger.exception("cannot preload %s@%s", name, alias)
-    freeze_heap("preload")
+    if runtime.settings.freeze_loaded_models:
+        freeze_heap("preload")
 
 
 async def _purge_periodically(store: ExpiringStore, interval_s: int) -> None:

@@ -89,8 +89,10 @@ class ModelLoader:
     """Loads versions on first use and caches alias resolution for a short time."""
 
     def __init__(self, catalog: ModelCatalog, *, hmac_key: bytes, alias_ttl_s: float,
-                 background_rows: int, tree_kernel: str = LINEAR_KERNEL) -> None:
+                 background_rows: int, tree_kernel: str = LINEAR_KERNEL,
+                 freeze_loaded: bool = True) -> None:
         self._catalog = catalog
+        self._freeze_loaded = freeze_loaded
         self._tree_kernel = tree_kernel
         self._hmac_key = hmac_key
         self._alias_ttl_s = alias_ttl_s
@@ -188,7 +190,8 @@ class ModelLoader:
                 logger.info("loaded %s in %.0f ms (%s)", ready.label, ready.load_ms,
                             ready.explainer.method)
                 # Loaded models live as long as the process (nothing unloads them).
-                freeze_heap(ready.label)
+                if self._freeze_loaded:
+                    freeze_heap(ready.label)
         return ready
 
     async def _load(self, name: str, version: str) -> ReadyModel:

@@ -297,6 +297,9 @@ class Settings(BaseSettings):
     """Ed25519 public keys (PEM); when set, unsigned or badly signed versions are refused."""
     preload_aliases: list[str] = Field(default_factory=lambda: ["production", "canary"])
     """Aliases whose versions are loaded at start-up so the first request is not slow."""
+    freeze_loaded_models: bool = True
+    """Move loaded models (and all else alive after start-up) out of the garbage collector's
+    scans (service/heap.py). Off only where models load by the hundred: the test suite."""
     log_level: str = "INFO"
     """Python logging level name."""
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)

@@ -72,6 +72,21 @@ def _fake_aws_credentials() -> Iterator[None]:
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_heap_freezing() -> Iterator[None]:
+    """Load models without freezing the heap (service/heap.py), unless a test asks.
+
+    The suite starts hundreds of apps; a collection before each freeze cost a third of
+    the API tests' time. Freezing changes when the GC runs, never what the service does;
+    tests/api/test_heap_freeze.py turns it on and checks it.
+    """
+    saved = os.environ.get("WHYLENS_FREEZE_LOADED_MODELS")
+    os.environ.setdefault("WHYLENS_FREEZE_LOADED_MODELS", "false")
+    yield
+    if saved is None:
+        os.environ.pop("WHYLENS_FREEZE_LOADED_MODELS", None)
+
+
 @pytest.fixture
 def unique_prefix() -> str:
     """A key prefix no other test (or earlier run) uses, for the shared Redis."""

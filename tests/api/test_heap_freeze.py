@@ -21,7 +21,8 @@ def _scanned(obj: object) -> bool:
 async def test_preloaded_and_later_loaded_models_are_frozen(
         published_settings: Settings, credit_frame: pd.DataFrame, tmp_path: Path) -> None:
     settings = published_settings.model_copy(update={
-        "traces": f"sqlite:///{tmp_path / 'traces.db'}", "preload_aliases": ["production"]})
+        "traces": f"sqlite:///{tmp_path / 'traces.db'}", "preload_aliases": ["production"],
+        "freeze_loaded_models": True})
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         loader = app.state.runtime.loader
