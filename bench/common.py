@@ -17,6 +17,7 @@ import httpx
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import redis
 from sklearn.datasets import make_classification
 
 
@@ -83,6 +84,26 @@ def running_service(env: dict[str, str], *,
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def clear_prefix(redis_url: str, prefix: str) -> None:
+    """Remove every key of a bench's namespace (`prefix:*`), a page at a time.
+
+    Benches write records with the service's default retention (days); left behind, they
+    fill a shared Redis.
+    """
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = []
+        for key in client.scan_iter(f"{prefix}:*", count=5000):
+            keys.append(key)
+            if len(keys) == 5000:
+                client.unlink(*keys)
+                keys.clear()
+        if keys:
+            client.unlink(*keys)
+    finally:
+        client.close()
 
 
 def scratch_dir() -> Path:

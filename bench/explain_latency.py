@@ -21,6 +21,7 @@ import redis
 import shap
 
 from bench.common import (
+    clear_prefix,
     quantiles_ms,
     ratio,
     reference_data,
@@ -167,7 +168,7 @@ def http_ingest(base: str, redis_url: str, rows: list[dict[str, float]],
             raw_spent = timed(lambda b=b: raw_batch(b))
             ingest_s, raw_s = ingest_s + spent, raw_s + raw_spent
     raw.close()
-    unlink_prefix(redis_url, prefix)
+    clear_prefix(redis_url, prefix)
     n = 500 * (batches - 1)
     return n / ingest_s, n / raw_s
 
@@ -245,22 +246,6 @@ def report_http(settings: Settings, rows: list[dict[str, float]], n_http: int, e
           f"{ratio(floor_p50, local_p50)}; service over floor p50 {p50 - floor_p50:.2f} ms")
 
 
-def unlink_prefix(redis_url: str, prefix: str) -> None:
-    """Remove every key under `prefix` (the bench's own namespace), a page at a time."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = []
-        for key in client.scan_iter(f"{prefix}:*", count=5000):
-            keys.append(key)
-            if len(keys) == 5000:
-                client.unlink(*keys)
-                keys.clear()
-        if keys:
-            client.unlink(*keys)
-    finally:
-        client.close()
-
-
 def report_ingest(settings: Settings, rows: list[dict[str, float]], n_ingest: int,
                   redis_url: str) -> None:
     """Print ingest records/s into Redis against raw pipelined writes."""
@@ -275,8 +260,7 @@ def report_ingest(settings: Settings, rows: list[dict[str, float]], n_ingest: in
         with running_service(redis_env) as base:
             ingest_rate, raw_rate = http_ingest(base, redis_url, rows, n_ingest)
     finally:
-        # the records keep the default retention (days): a shared Redis would fill up
-        unlink_prefix(redis_url, prefix)
+        clear_prefix(redis_url, prefix)
     print(f"ingest, batches of 500 at 1 % sampling into Redis: {ingest_rate:.0f} records/s; "
           f"raw redis-py pipelined SET of 2 KB, interleaved: {raw_rate:.0f} writes/s; ratio "
           f"{ratio(ingest_rate, raw_rate)} (aim >= 0.2x)")

@@ -22,13 +22,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from bench.common import quantiles_ms, ratio
+from bench.common import clear_prefix, quantiles_ms, ratio
 from bench.load_support import (
     Deployment,
     LoadResult,
     Processes,
     base_env,
-    clear,
     cpu_seconds,
     drive_ingest,
     drive_reads,
@@ -251,7 +250,7 @@ def main() -> None:
         queued = run_scale_out(deployment, args, prefixes[1])
     finally:
         for prefix in prefixes:
-            clear(args.redis_url, prefix)
+            clear_prefix(args.redis_url, prefix)
     report(inline, queued, args, sizes)
     print(f"total wall time {time.perf_counter() - started:.0f} s; logs in {deployment.root}")
 

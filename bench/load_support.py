@@ -246,14 +246,6 @@ def redis_bytes(redis_url: str, prefix: str, sample: int = 200) -> dict[str, flo
     return out
 
 
-def clear(redis_url: str, prefix: str) -> None:
-    """Delete every key of a prefix."""
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{prefix}*", count=1000):
-        client.delete(key)
-    client.close()
-
-
 @contextlib.contextmanager
 def scenario(deployment: Deployment, name: str) -> Iterator[Processes]:
     """A folder and process group for one scenario, stopped at the end."""
