@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from storage.manifest import DriftOverrides, Manifest
 from storage.protocols import DriftWindowStore
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 OTHER_SEGMENT = "other"
 _SEGMENT_CACHE_S = 600.0
@@ -107,20 +109,12 @@ class DriftWindows:
 
     def layout(self, ready: ReadyModel) -> WindowLayout:
         """The counter layout of a loaded version."""
-        key = (ready.manifest.name, ready.manifest.version, ready.manifest_sha256)
-        layout = self._layouts.get(key)
-        if layout is None:
-            layout = self._layouts[key] = WindowLayout(ready.manifest)
-        return layout
+        return _per_version(self._layouts, ready, lambda: WindowLayout(ready.manifest))
 
     def positions(self, ready: ReadyModel) -> BaselinePositions:
         """The baseline positions table of a loaded version (trace drift blocks)."""
-        key = (ready.manifest.name, ready.manifest.version, ready.manifest_sha256)
-        positions = self._positions.get(key)
-        if positions is None:
-            positions = self._positions[key] = BaselinePositions(
-                ready.manifest, ready.masker.masked_features)
-        return positions
+        return _per_version(self._positions, ready, lambda: BaselinePositions(
+            ready.manifest, ready.masker.masked_features))
 
     async def record(self, items: Sequence[tuple[ReadyModel, Envelope]]) -> None:
         """Queue new records for counting; the caller never waits for the drift store.
@@ -268,6 +262,16 @@ class DriftWindows:
         """Write the queued counts, then release the store."""
         await self.flush()
         await self.store.close()
+
+
+def _per_version(cache: dict[tuple[str, str, str], _T], ready: ReadyModel,
+                 build: Callable[[], _T]) -> _T:
+    # keyed by the manifest's digest too: a re-published version gets fresh tables
+    key = (ready.manifest.name, ready.manifest.version, ready.manifest_sha256)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = build()
+    return found
 
 
 def _score(prediction: dict[str, object]) -> float | None:
