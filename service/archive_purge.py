@@ -70,12 +70,10 @@ async def held_days(runtime: Runtime, *, now_ms: int) -> set[tuple[str, str]] | 
         logger.error("more than %d incidents: every traces partition is held this run",
                      MAX_INCIDENTS)
         return None
-    incidents = {i.incident_id: i for i in listed}
-    incidents.update((i.incident_id, i) for i in await store.list_incidents(
-        open_only=True, limit=MAX_INCIDENTS))
+    # fewer than the limit: `listed` is every incident, the open ones included
     resolver = HoldResolver(runtime)
     held: set[tuple[str, str]] = set()
-    for incident in incidents.values():
+    for incident in listed:
         resolver.remember(incident)
         until = await resolver.until_ms([incident.incident_id])
         if until is not None and until <= now_ms:
