@@ -139,6 +139,22 @@ async def build_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
     )
 
 
+async def close_runtime(runtime: Runtime) -> None:
+    """Close every store and client the runtime opened, once its tasks have stopped.
+
+    Each is closed on its own: one that fails is logged and the rest still close.
+    """
+    closers = [runtime.traces.close, runtime.drift.close, runtime.audit.close,
+               runtime.policy.close, runtime.incidents.store.close]
+    if runtime.scale_out is not None:
+        closers.append(runtime.scale_out.close)
+    for close in closers:
+        try:
+            await close()
+        except Exception:
+            logger.exception("closing %s failed", getattr(close, "__qualname__", close))
+
+
 async def preload(runtime: Runtime) -> None:
     """Load the aliased versions now so the first request does not pay for it."""
     from explainers.registry import warm_up
@@ -191,13 +207,10 @@ def create_app(settings: Settings) -> FastAPI:
                 yield
         finally:
             await stop_drift_tasks(drift_tasks)
-            await stop_incident_tasks(runtime, incident_tasks)
+            await stop_incident_tasks(incident_tasks)
             if purger is not None:
                 await stop_tasks([purger])
-            await runtime.traces.close()
-            await runtime.drift.close()
-            await runtime.audit.close()
-            await runtime.policy.close()
+            await close_runtime(runtime)
 
     app = FastAPI(title="whylens", version="1", lifespan=lifespan,
                   description="Explainability traces for production ML")

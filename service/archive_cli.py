@@ -30,11 +30,11 @@ def run_archive(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _purge(settings: Settings, *, dry_run: bool) -> int:
-    from service.app import build_runtime
+    from service.app import build_runtime, close_runtime
     from service.archive_purge import PartitionVerdict, purge_archive
     from service.scale_out import open_archive_store
     from service.worker.archive_purge_loop import LEASE_NAME
-    from service.worker.process import close_runtime, worker_settings
+    from service.worker.process import worker_settings
     from storage.archive.lease import RedisLease
 
     runtime = await build_runtime(worker_settings(settings), serving=False)

@@ -46,7 +46,8 @@ async def _every(interval_s: float, step: Callable[[], Awaitable[object]], what:
 
 @contextlib.asynccontextmanager
 async def scale_out_tasks(runtime: Runtime, *, explain_stream: bool) -> AsyncIterator[None]:
-    """Run the background tasks for the duration of the block, then close the parts.
+    """Run the background tasks for the duration of the block, then stop them (the parts
+    close with the runtime: `service.app.close_runtime`).
 
     `explain_stream`: export the job stream's gauges (queue-mode replicas and workers).
     """
@@ -73,5 +74,4 @@ async def scale_out_tasks(runtime: Runtime, *, explain_stream: bool) -> AsyncIte
         if scale_out.feed is not None and scale_out.feed.unsent:
             with contextlib.suppress(StoreUnavailable):
                 await scale_out.feed.flush_unsent()
-        await scale_out.close()
 

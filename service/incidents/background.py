@@ -55,8 +55,7 @@ async def start_incident_tasks(runtime: Runtime) -> IncidentTasks:
     return running
 
 
-async def stop_incident_tasks(runtime: Runtime, running: IncidentTasks) -> None:
-    """Cancel the tasks, close the HTTP client and the incident store."""
+async def stop_incident_tasks(running: IncidentTasks) -> None:
+    """Cancel the tasks and close their HTTP client (the store closes with the runtime)."""
     await stop_tasks(running.tasks)
     await running.client.aclose()
-    await runtime.incidents.store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import faulthandler
 import logging
 import os
@@ -17,7 +16,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from service.app import build_runtime, preload
+from service.app import build_runtime, close_runtime, preload
 from service.errors import StartupRefused
 from service.runtime import Runtime
 from service.scale_out_tasks import scale_out_tasks
@@ -125,14 +124,3 @@ def _loops(runtime: Runtime, request: WorkerRequest,
         raise StartupRefused("nothing to do: explaining is off (--no-explain) and the archive "
                              "is not enabled or --no-archive was given")
     return loops
-
-
-async def close_runtime(runtime: Runtime) -> None:
-    """Close the runtime's stores, each on its own (a failing one does not stop the rest)."""
-    closers = [runtime.traces.close, runtime.drift.close, runtime.audit.close,
-               runtime.incidents.store.close]
-    if runtime.scale_out is not None:
-        closers.append(runtime.scale_out.close)
-    for close in closers:
-        with contextlib.suppress(Exception):
-            await close()
